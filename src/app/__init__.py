@@ -1,0 +1,1 @@
+"""The service template package: config, logging, metrics, health and the two service loops."""

@@ -1,0 +1,165 @@
+"""Prometheus metrics in a registry of the service's own, and the HTTP server for them.
+
+The server answers `/metrics`, `/healthz` (liveness) and `/readyz` (readiness).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    make_wsgi_app,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from app.config import Config
+
+# Iterations range from milliseconds (pollers) to minutes (batch jobs).
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+Probe = Callable[[], tuple[bool, dict[str, object]]]  # -> (ok, JSON body)
+
+
+class Metrics:
+    """The template's metrics, in a registry owned by one service (so tests can run several).
+
+    Add your own with `registry=metrics.registry`, e.g.
+    `Counter("app_jobs_total", "Jobs done", registry=self.metrics.registry)`.
+    """
+
+    def __init__(self, config: Config, *, event_loop: bool = False) -> None:
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self.up = Gauge(
+            "app_up", "1 while the service runs, 0 once shutdown begins", registry=registry
+        )
+        Info("app_build", "Build and deployment identity", registry=registry).info(
+            {
+                "version": config.version,
+                "commit": config.commit,
+                "env": config.env,
+                "service": config.service_name,
+            }
+        )
+        self.iterations = Counter(
+            "app_iterations", "Iterations run, failed or not", registry=registry
+        )
+        self.failures = Counter(
+            "app_iteration_failures", "Iterations that raised or timed out", registry=registry
+        )
+        self.last_iteration = Gauge(
+            "app_last_iteration_timestamp_seconds",
+            "Unix time the last iteration finished, failed or not",
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "app_last_success_timestamp_seconds",
+            "Unix time the last successful iteration finished",
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "app_iteration_duration_seconds",
+            "Time spent in run_iteration",
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.loop_lag: Gauge | None = None
+        if event_loop:
+            self.loop_lag = Gauge(
+                "app_event_loop_lag_seconds",
+                "How late the asyncio loop ran a timer, at the last check",
+                registry=registry,
+            )
+
+    def record_iteration(self, ok: bool, duration: float, now: float) -> None:
+        self.iterations.inc()
+        self.duration.observe(duration)
+        self.last_iteration.set(now)
+        if ok:
+            self.last_success.set(now)
+        else:
+            self.failures.inc()
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a stuck client must not keep the process alive
+    block_on_close = False
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = 10  # seconds; a slow or silent client gives up its thread
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Access logs are noise at scrape rate; errors still reach the client."""
+
+
+class MetricsServer:
+    """`/metrics`, `/healthz`, `/readyz` on one port, served from a background thread."""
+
+    def __init__(
+        self, registry: CollectorRegistry, host: str, port: int, *, health: Probe, ready: Probe
+    ) -> None:
+        self._metrics_app = make_wsgi_app(registry)
+        self._probes = {"/healthz": health, "/readyz": ready}
+        self.host, self.port = host, port
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind and serve. Raises OSError if the address cannot be bound (e.g. port in use)."""
+        family = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0][0]
+        server_class = type("_BoundServer", (_Server,), {"address_family": family})
+        self._server = make_server(self.host, self.port, self._app, server_class, _QuietHandler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-server", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return _reply(start_response, "405 Method Not Allowed", {"error": "use GET"})
+        if path == "/metrics":
+            return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        probe = self._probes.get(path)
+        if probe is None:
+            return _reply(
+                start_response, "404 Not Found", {"error": "try /metrics, /healthz, /readyz"}
+            )
+        ok, body = probe()
+        return _reply(start_response, "200 OK" if ok else "503 Service Unavailable", body)
+
+
+def _reply(start_response: Callable[..., Any], status: str, body: dict[str, object]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    if status.startswith("405"):
+        headers.append(("Allow", "GET, HEAD"))
+    start_response(status, headers)
+    return [data]

@@ -1,0 +1,158 @@
+"""`AsyncService`: the asyncio loop. Subclass it and write your work in `run_iteration()`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import suppress
+
+from app.config import Config
+from app.heartbeat import HeartbeatFile
+from app.lifecycle import Lifecycle, Watchdog
+from app.logging_setup import log_asyncio_exception
+from app.metrics import Metrics
+
+
+class AsyncService:
+    """Awaits `run_iteration()` every `loop_sleep_seconds` until stopped.
+
+    The coroutine twin of `app.service_sync.Service`. On a stop request the in-flight
+    iteration gets `shutdown_timeout_seconds` to finish, then it is cancelled; with
+    `iteration_timeout_seconds` an iteration over time is cancelled and counted as failed.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        metrics: Metrics | None = None,
+        heartbeat: HeartbeatFile | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics(config, event_loop=True)
+        self.lifecycle = Lifecycle(config, self.metrics, heartbeat)
+        self._stop_event = asyncio.Event()  # binds to the running loop on first use
+        self._deadline: asyncio.Timeout | None = None
+        self._loop_due: float | None = None  # monotonic time the lag probe should next run
+
+    async def setup(self) -> None:
+        """Open connections, load state. An exception here ends start-up (exit status 1)."""
+
+    async def run_iteration(self) -> None:
+        """One unit of work. An exception is logged, counted, and the loop goes on."""
+        raise NotImplementedError("subclass AsyncService and override run_iteration()")
+
+    async def teardown(self) -> None:
+        """Release what setup() took. Runs once the loop has ended, however it ended."""
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested: no new iteration will start."""
+        return self.lifecycle.latch.requested
+
+    def stop(self, reason: str = "stop") -> None:
+        """Ask the loop to stop; safe from any thread and from the loop itself."""
+        self.lifecycle.latch.request(reason)
+
+    async def start(self, *, once: bool = False) -> int:
+        """Run the whole life: setup, loop, teardown. Returns the exit status."""
+        life = self.lifecycle
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(log_asyncio_exception)
+        loop.add_reader(life.latch.reader, self._on_wake)
+        try:
+            return await self._run(once)
+        finally:
+            loop.remove_reader(life.latch.reader)
+
+    async def _run(self, once: bool) -> int:
+        life = self.lifecycle
+        try:
+            life.starting()
+            await self.setup()
+        except Exception as exc:  # noqa: BLE001 - start-up failed: logged with stack, exit 1
+            return life.startup_failed(exc)
+        life.started()
+        lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
+        timeout = self.config.iteration_timeout_seconds
+        watchdog = (
+            Watchdog(timeout, lambda: self._loop_due, "event_loop_blocked") if timeout else None
+        )
+        if watchdog:
+            watchdog.start()
+        once_failed = False
+        try:
+            while not self.stopping:
+                once_failed = not await self._iterate()
+                if once:
+                    self.stop("once")
+                await self._sleep(self.config.loop_sleep_seconds)
+        finally:
+            if watchdog:
+                watchdog.stop()
+            lag_task.cancel()
+            life.begin_shutdown()
+            teardown_error = await self._teardown()
+        return life.finished(teardown_error, once_failed=once and once_failed)
+
+    async def _iterate(self) -> bool:
+        life = self.lifecycle
+        started = life.iteration_started()
+        limit = self.config.iteration_timeout_seconds
+        loop = asyncio.get_running_loop()
+        self._deadline = deadline = asyncio.timeout(loop.time() + limit if limit else None)
+        try:
+            async with deadline:
+                await self.run_iteration()
+        except Exception as exc:  # noqa: BLE001 - one failed iteration must not end the loop
+            if deadline.expired():
+                reason = (
+                    "shutdown_timeout_seconds" if self.stopping else "iteration_timeout_seconds"
+                )
+                life.iteration_finished(started, exc, event="iteration_timeout", reason=reason)
+            else:
+                life.iteration_finished(started, exc)
+            return False
+        finally:
+            self._deadline = None
+        life.iteration_finished(started, None)
+        return True
+
+    def _on_wake(self) -> None:
+        """In the loop: a stop was requested. Log it, end the wait, bound the iteration."""
+        self.lifecycle.latch.drain()
+        if not self.stopping:
+            return
+        self.lifecycle.begin_shutdown()
+        self._stop_event.set()
+        deadline = self._deadline
+        if deadline is not None and not deadline.expired():
+            grace = asyncio.get_running_loop().time() + self.config.shutdown_timeout_seconds
+            when = deadline.when()
+            deadline.reschedule(grace if when is None else min(when, grace))
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0 or self._stop_event.is_set():
+            await asyncio.sleep(0)  # let other tasks run even in a busy loop
+            return
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+
+    async def _watch_loop_lag(self) -> None:
+        """Measure how late the loop runs a timer; the watchdog reads `_loop_due`."""
+        limit = self.config.iteration_timeout_seconds
+        interval = min(1.0, limit / 2) if limit else 1.0
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + interval
+            self._loop_due = time.monotonic() + interval
+            await asyncio.sleep(interval)
+            if self.metrics.loop_lag is not None:
+                self.metrics.loop_lag.set(max(0.0, loop.time() - expected))
+
+    async def _teardown(self) -> Exception | None:
+        try:
+            await self.teardown()
+        except Exception as exc:  # noqa: BLE001 - logged by finished(), exit status 1
+            return exc
+        return None
