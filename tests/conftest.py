@@ -118,15 +118,23 @@ class Running:
     def wait(self, timeout: float = 10.0) -> int:
         """Wait for exit; return the status with all output read."""
         status = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        assert self.proc.stderr is not None
-        self.stderr = self.proc.stderr.read()
+        self._close()
         return status
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close()
+
+    def _close(self) -> None:
+        self._reader.join(timeout=5)
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        if not self.proc.stderr.closed:
+            self.stderr = self.proc.stderr.read()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
 
 
 @pytest.fixture

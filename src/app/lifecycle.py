@@ -193,6 +193,10 @@ class Lifecycle:
         self.in_flight: float | None = None  # monotonic start of the running iteration
         self._shutdown_started: float | None = None
         self._heartbeat_ok = True
+        # Throttle only a fast loop: before a longer wait the file must show the last iteration.
+        self._throttle_beats = heartbeat is not None and (
+            config.loop_sleep_seconds < heartbeat.min_interval_seconds
+        )
         metrics.up.set_function(lambda: 1.0 if self.readiness()[0] else 0.0)
 
     def starting(self) -> None:
@@ -246,7 +250,7 @@ class Lifecycle:
             budget = self.config.max_consecutive_failures
             if budget and self.state.consecutive_failures >= budget:
                 self.latch.request(REASON_FAILURES)
-        self._beat()
+        self._beat(force=not self._throttle_beats)
 
     def begin_shutdown(self) -> None:
         """Log `shutting_down` once, the first time the loop sees the stop request."""
@@ -282,7 +286,6 @@ class Lifecycle:
                 "failures": self.state.failures,
             },
         )
-        self.latch.close()
         return status
 
     def health(self) -> tuple[bool, dict[str, object]]:

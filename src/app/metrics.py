@@ -6,6 +6,7 @@ The server answers `/metrics`, `/healthz` (liveness) and `/readyz` (readiness).
 from __future__ import annotations
 
 import json
+import selectors
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -119,6 +120,7 @@ class MetricsServer:
         self.host, self.port = host, port
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     def start(self) -> None:
         """Bind and serve. Raises OSError if the address cannot be bound (e.g. port in use)."""
@@ -126,20 +128,34 @@ class MetricsServer:
         server_class = type("_BoundServer", (_Server,), {"address_family": family})
         self._server = make_server(self.host, self.port, self._app, server_class, _QuietHandler)
         self.port = self._server.server_address[1]
+        self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-server", daemon=True
+            target=self._serve, args=(self._server,), name="metrics-server", daemon=True
         )
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and free the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        """Stop serving and free the port, at once (no poll interval to wait out)."""
+        if self._server is None:
+            return
+        self._stopping = True
+        self._wake_w.send(b"\0")
         if self._thread is not None:
             self._thread.join(timeout=5)
-            self._thread = None
+        self._server.server_close()
+        self._server = None
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _serve(self, server: WSGIServer) -> None:
+        """Like serve_forever(), but woken by stop() through a socket instead of polling."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(server, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopping:
+                for key, _ in selector.select():
+                    if key.fileobj is server and not self._stopping:
+                        server.handle_request()
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

@@ -121,6 +121,7 @@ def run_service(
             heartbeat.remove()
         status = EXIT_CRASH
     finally:
+        service.lifecycle.latch.close()  # only now: the wake-up fd pointed at it until here
         if server is not None:
             server.stop()
     if args.once and config.pushgateway_url:

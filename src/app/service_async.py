@@ -73,6 +73,7 @@ class AsyncService:
         except Exception as exc:  # noqa: BLE001 - start-up failed: logged with stack, exit 1
             return life.startup_failed(exc)
         life.started()
+        self._loop_due = time.monotonic() + self._lag_interval  # before the first iteration
         lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
         timeout = self.config.iteration_timeout_seconds
         watchdog = (
@@ -99,8 +100,7 @@ class AsyncService:
         life = self.lifecycle
         started = life.iteration_started()
         limit = self.config.iteration_timeout_seconds
-        loop = asyncio.get_running_loop()
-        self._deadline = deadline = asyncio.timeout(loop.time() + limit if limit else None)
+        self._deadline = deadline = asyncio.timeout(limit or None)
         try:
             async with deadline:
                 await self.run_iteration()
@@ -140,8 +140,7 @@ class AsyncService:
 
     async def _watch_loop_lag(self) -> None:
         """Measure how late the loop runs a timer; the watchdog reads `_loop_due`."""
-        limit = self.config.iteration_timeout_seconds
-        interval = min(1.0, limit / 2) if limit else 1.0
+        interval = self._lag_interval
         loop = asyncio.get_running_loop()
         while True:
             expected = loop.time() + interval
@@ -149,6 +148,11 @@ class AsyncService:
             await asyncio.sleep(interval)
             if self.metrics.loop_lag is not None:
                 self.metrics.loop_lag.set(max(0.0, loop.time() - expected))
+
+    @property
+    def _lag_interval(self) -> float:
+        limit = self.config.iteration_timeout_seconds
+        return min(1.0, limit / 2) if limit else 1.0
 
     async def _teardown(self) -> Exception | None:
         try:
