@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.config import Config
+from app.heartbeat import LoopState
 from app.metrics import Metrics, MetricsServer
 
 Probe = tuple[bool, dict[str, object]]
@@ -31,13 +32,22 @@ def probes() -> Probes:
 @pytest.fixture
 def server(probes: Probes) -> Iterator[MetricsServer]:
     metrics = Metrics(Config(service_name="billing", env="prod", commit="abc123", version="1.2.3"))
-    metrics.record_iteration(True, 0.02, 1000.0)
+    tracked(metrics, (True, 0.02, 1000.0))
     srv = MetricsServer(
         metrics.registry, "127.0.0.1", 0, health=lambda: probes.alive, ready=lambda: probes.ready
     )
     srv.start()
     yield srv
     srv.stop()
+
+
+def tracked(metrics: Metrics, *iterations: tuple[bool, float, float]) -> LoopState:
+    """Make `metrics` export a LoopState that recorded (ok, duration, end time) iterations."""
+    state = LoopState()
+    for ok, duration, now in iterations:
+        state.record(ok, duration, now, 0.0)
+    metrics.track(state, lambda: True)
+    return state
 
 
 def request(
@@ -54,7 +64,7 @@ def request(
 
 def test_each_service_owns_its_registry() -> None:
     first, second = Metrics(Config()), Metrics(Config(), event_loop=True)
-    first.record_iteration(True, 0.1, 50.0)
+    tracked(first, (True, 0.1, 50.0))
     assert first.registry.get_sample_value("app_iterations_total") == 1
     assert second.registry.get_sample_value("app_iterations_total") == 0
     assert first.loop_lag is None
@@ -69,10 +79,9 @@ def test_registry_carries_process_platform_and_gc_collectors() -> None:
     assert "python_info" in names
 
 
-def test_record_iteration_updates_counts_timestamps_and_histogram() -> None:
+def test_loop_state_is_exported_at_scrape_time() -> None:
     metrics = Metrics(Config())
-    metrics.record_iteration(True, 0.003, 100.0)
-    metrics.record_iteration(False, 2.0, 200.0)
+    state = tracked(metrics, (True, 0.003, 100.0), (False, 2.0, 200.0))
     sample = metrics.registry.get_sample_value
     assert sample("app_iterations_total") == 2
     assert sample("app_iteration_failures_total") == 1
@@ -81,6 +90,13 @@ def test_record_iteration_updates_counts_timestamps_and_histogram() -> None:
     assert sample("app_iteration_duration_seconds_count") == 2
     assert sample("app_iteration_duration_seconds_bucket", {"le": "0.005"}) == 1
     assert sample("app_iteration_duration_seconds_bucket", {"le": "5.0"}) == 2
+    assert sample("app_iteration_duration_seconds_bucket", {"le": "+Inf"}) == 2
+    assert sample("app_iteration_duration_seconds_sum") == pytest.approx(2.003)
+    assert sample("app_up") == 1
+    state.record(True, 400.0, 300.0, 0.0)  # slower than the last bucket
+    assert sample("app_iteration_duration_seconds_bucket", {"le": "300.0"}) == 2
+    assert sample("app_iteration_duration_seconds_bucket", {"le": "+Inf"}) == 3
+    assert sample("app_iterations_total") == 3
 
 
 def test_build_info_labels_identify_the_deployment() -> None:

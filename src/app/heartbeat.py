@@ -5,14 +5,23 @@ from __future__ import annotations
 import json
 import os
 import time
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Upper bounds (seconds) of the iteration duration histogram: pollers take milliseconds,
+# batch jobs minutes.
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
-@dataclass
+
+@dataclass(slots=True)
 class LoopState:
-    """What the loop has done so far: read by the heartbeat file, /healthz and /readyz."""
+    """What the loop has done so far: read by the heartbeat file, /metrics and /healthz.
+
+    Plain attributes, updated once per iteration by `record()`: the loop pays no lock or
+    metric call per iteration, and a scrape reads the values when it happens.
+    """
 
     status: str = "starting"  # starting -> running -> stopping
     started_ts: float = field(default_factory=time.time)
@@ -24,12 +33,20 @@ class LoopState:
     # Monotonic time of the last sign of progress (start, or an iteration's end): wall-clock
     # jumps must not make the service look hung or alive.
     last_progress: float = field(default_factory=time.monotonic)
+    # Iterations per DURATION_BUCKETS bound (the last one is +Inf), and their total time.
+    duration_counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
 
-    def record(self, ok: bool, now: float) -> None:
-        """Count one finished iteration; `now` is its end in wall-clock seconds."""
+    def record(self, ok: bool, duration: float, now: float, progress: float) -> None:
+        """Count one finished iteration that took `duration` seconds.
+
+        `now` is its end in wall-clock seconds, `progress` the same in monotonic time.
+        """
         self.iterations += 1
         self.last_iteration_ts = now
-        self.last_progress = time.monotonic()
+        self.last_progress = progress
+        self.duration_counts[bisect_left(DURATION_BUCKETS, duration)] += 1
+        self.duration_sum += duration
         if ok:
             self.consecutive_failures = 0
             self.last_success_ts = now
@@ -52,7 +69,7 @@ class HeartbeatFile:
         self.identity = dict(identity)  # run_id, service, env, version, commit, config_hash
         self.max_age_seconds = max_age_seconds
         self.min_interval_seconds = min_interval_seconds
-        self._last_write = -float("inf")
+        self.last_write = -float("inf")  # monotonic time of the last write
 
     def write(self, state: LoopState, *, force: bool = False) -> bool:
         """Write the file unless one was written less than `min_interval` ago (or `force`).
@@ -60,7 +77,7 @@ class HeartbeatFile:
         Returns whether it wrote; raises OSError when the file cannot be written.
         """
         now = time.monotonic()
-        if not force and now - self._last_write < self.min_interval_seconds:
+        if not force and now - self.last_write < self.min_interval_seconds:
             return False
         data = {
             **self.identity,
@@ -82,7 +99,7 @@ class HeartbeatFile:
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
-        self._last_write = now
+        self.last_write = now
         return True
 
     def remove(self) -> None:

@@ -69,7 +69,7 @@ class StopLatch:
         """Sleep up to `timeout` seconds; return at once when a stop is (or was) requested."""
         if timeout > 0 and not self.requested:
             select.select([self.reader], [], [], timeout)
-        self.drain()
+            self.drain()
 
     def drain(self) -> None:
         try:
@@ -197,7 +197,7 @@ class Lifecycle:
         self._throttle_beats = heartbeat is not None and (
             config.loop_sleep_seconds < heartbeat.min_interval_seconds
         )
-        metrics.up.set_function(lambda: 1.0 if self.readiness()[0] else 0.0)
+        metrics.track(self.state, lambda: self.readiness()[0])
 
     def starting(self) -> None:
         """Write the `starting` heartbeat; raises OSError if the file cannot be written."""
@@ -233,10 +233,9 @@ class Lifecycle:
         reason: str | None = None,
     ) -> None:
         """Record one iteration; log a failure with its stack; spend the failure budget."""
+        end = time.monotonic()
         self.in_flight = None
-        now = time.time()
-        self.state.record(error is None, now)
-        self.metrics.record_iteration(error is None, time.monotonic() - started, now)
+        self.state.record(error is None, end - started, time.time(), end)
         if error is not None:
             log.error(
                 "iteration failed",
@@ -250,7 +249,11 @@ class Lifecycle:
             budget = self.config.max_consecutive_failures
             if budget and self.state.consecutive_failures >= budget:
                 self.latch.request(REASON_FAILURES)
-        self._beat(force=not self._throttle_beats)
+        beat = self.heartbeat
+        if beat is not None and (
+            not self._throttle_beats or end - beat.last_write >= beat.min_interval_seconds
+        ):
+            self._beat(force=True)
 
     def begin_shutdown(self) -> None:
         """Log `shutting_down` once, the first time the loop sees the stop request."""

@@ -14,30 +14,29 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    make_wsgi_app,
+from prometheus_client import CollectorRegistry, Gauge, Info, make_wsgi_app
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from app.config import Config
-
-# Iterations range from milliseconds (pollers) to minutes (batch jobs).
-DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+from app.heartbeat import DURATION_BUCKETS, LoopState
 
 Probe = Callable[[], tuple[bool, dict[str, object]]]  # -> (ok, JSON body)
+_BUCKET_LABELS = (*(repr(bound) for bound in DURATION_BUCKETS), "+Inf")  # le="0.001" ...
 
 
 class Metrics:
     """The template's metrics, in a registry owned by one service (so tests can run several).
 
-    Add your own with `registry=metrics.registry`, e.g.
+    The loop's own metrics are read from its LoopState when scraped (see `track`). Add your
+    own with `registry=metrics.registry`, e.g.
     `Counter("app_jobs_total", "Jobs done", registry=self.metrics.registry)`.
     """
 
@@ -46,9 +45,6 @@ class Metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-        self.up = Gauge(
-            "app_up", "1 while the service runs, 0 once shutdown begins", registry=registry
-        )
         Info("app_build", "Build and deployment identity", registry=registry).info(
             {
                 "version": config.version,
@@ -57,28 +53,6 @@ class Metrics:
                 "service": config.service_name,
             }
         )
-        self.iterations = Counter(
-            "app_iterations", "Iterations run, failed or not", registry=registry
-        )
-        self.failures = Counter(
-            "app_iteration_failures", "Iterations that raised or timed out", registry=registry
-        )
-        self.last_iteration = Gauge(
-            "app_last_iteration_timestamp_seconds",
-            "Unix time the last iteration finished, failed or not",
-            registry=registry,
-        )
-        self.last_success = Gauge(
-            "app_last_success_timestamp_seconds",
-            "Unix time the last successful iteration finished",
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "app_iteration_duration_seconds",
-            "Time spent in run_iteration",
-            buckets=DURATION_BUCKETS,
-            registry=registry,
-        )
         self.loop_lag: Gauge | None = None
         if event_loop:
             self.loop_lag = Gauge(
@@ -86,15 +60,47 @@ class Metrics:
                 "How late the asyncio loop ran a timer, at the last check",
                 registry=registry,
             )
+        self._state = LoopState()
+        self._is_up: Callable[[], bool] = lambda: False
+        registry.register(self)  # as a collector: collect() below
 
-    def record_iteration(self, ok: bool, duration: float, now: float) -> None:
-        self.iterations.inc()
-        self.duration.observe(duration)
-        self.last_iteration.set(now)
-        if ok:
-            self.last_success.set(now)
-        else:
-            self.failures.inc()
+    def track(self, state: LoopState, is_up: Callable[[], bool]) -> None:
+        """Export `state`, and app_up from `is_up()`, from now on."""
+        self._state, self._is_up = state, is_up
+
+    def collect(self) -> Iterable[Metric]:
+        """Build the loop's metric families from its state, at scrape time."""
+        state = self._state
+        yield GaugeMetricFamily(
+            "app_up", "1 while the service runs, 0 once shutdown begins", value=self._is_up()
+        )
+        yield CounterMetricFamily(
+            "app_iterations", "Iterations run, failed or not", value=state.iterations
+        )
+        yield CounterMetricFamily(
+            "app_iteration_failures", "Iterations that raised or timed out", value=state.failures
+        )
+        yield GaugeMetricFamily(
+            "app_last_iteration_timestamp_seconds",
+            "Unix time the last iteration finished, failed or not",
+            value=state.last_iteration_ts or 0.0,
+        )
+        yield GaugeMetricFamily(
+            "app_last_success_timestamp_seconds",
+            "Unix time the last successful iteration finished",
+            value=state.last_success_ts or 0.0,
+        )
+        counts = list(state.duration_counts)  # one copy: the loop may be writing
+        cumulative, buckets = 0, []
+        for label, count in zip(_BUCKET_LABELS, counts, strict=True):
+            cumulative += count
+            buckets.append((label, float(cumulative)))
+        yield HistogramMetricFamily(
+            "app_iteration_duration_seconds",
+            "Time spent in run_iteration",
+            buckets=buckets,
+            sum_value=state.duration_sum,
+        )
 
 
 class _Server(ThreadingMixIn, WSGIServer):

@@ -60,12 +60,13 @@ class Service:
         if watchdog:
             watchdog.start()
         once_failed = False
+        latch, sleep = life.latch, self.config.loop_sleep_seconds
         try:
-            while not self.stopping:
+            while latch.reason is None:  # not self.stopping, without two property calls
                 once_failed = not self._iterate()
                 if once:
                     self.stop("once")
-                life.latch.wait(self.config.loop_sleep_seconds)
+                latch.wait(sleep)
         finally:
             if watchdog:
                 watchdog.stop()
