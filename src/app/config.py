@@ -165,10 +165,8 @@ def load_config(
             warnings.append(f"unknown variable {var} ({label}) is ignored{hint}")
 
     values, sources = _convert_all(raw, problems)
-    if problems:
-        raise ConfigError(problems)
-    config = Config(**values)
-    config = _derive_defaults(config, sources, problems)
+    # Settings that failed to convert keep their default here, only to check the others.
+    config = _derive_defaults(Config(**values), sources, raw.keys() - values.keys(), problems)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, sources, warnings)
@@ -207,7 +205,8 @@ def _read_yaml(path: Path, required: bool, problems: list[str]) -> dict[str, obj
     return {str(key): value for key, value in document.items()}
 
 
-_ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
+_ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)")
+_QUOTED = re.compile(r"""(['"])(.*)\1(?:\s+#.*)?""")  # 'value' or "value", then a comment
 
 
 def _read_env_file(path: Path, required: bool, problems: list[str]) -> dict[str, str]:
@@ -232,12 +231,13 @@ def _read_env_file(path: Path, required: bool, problems: list[str]) -> dict[str,
             problems.append(f"{where} line {number}: expected KEY=VALUE, got {_shorten(line)}")
             continue
         key, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-            if line.endswith('"'):
+        quoted = _QUOTED.fullmatch(value.strip())
+        if quoted:
+            value = quoted.group(2)
+            if quoted.group(1) == '"':
                 value = value.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
-        else:
-            value = re.split(r"\s+#", value, maxsplit=1)[0].rstrip()
+        else:  # a comment starts at a `#` after whitespace: `KEY= # note` is empty
+            value = re.split(r"\s+#", value, maxsplit=1)[0].strip()
         values[key] = value
     return values
 
@@ -368,13 +368,19 @@ def _expectation(kind: type, rules: Mapping[str, Any]) -> str:
     return noun
 
 
-def _derive_defaults(config: Config, sources: dict[str, str], problems: list[str]) -> Config:
-    """Fill settings whose default depends on others, and check settings against each other."""
+def _derive_defaults(
+    config: Config, sources: dict[str, str], invalid: set[str], problems: list[str]
+) -> Config:
+    """Fill settings whose default depends on others, and check settings against each other.
+
+    `invalid` names the settings that failed to convert: they are not compared.
+    """
     max_age = config.health_max_age_seconds
+    comparable = not invalid & {"health_max_age_seconds", "loop_sleep_seconds"}
     if sources["health_max_age_seconds"] == "default":
         max_age = max(30.0, 3 * config.loop_sleep_seconds)
         config = replace(config, health_max_age_seconds=max_age)
-    elif max_age <= config.loop_sleep_seconds:
+    elif comparable and max_age <= config.loop_sleep_seconds:
         problems.append(
             f"health_max_age_seconds={max_age:g} ({sources['health_max_age_seconds']}): expected "
             f"more than loop_sleep_seconds={config.loop_sleep_seconds:g}, or every wait would "

@@ -94,7 +94,7 @@ def _timestamp(created: float) -> str:
 def _message(record: logging.LogRecord) -> str:
     try:
         return record.getMessage()
-    except (TypeError, ValueError):  # msg % args failed: keep the record, show both parts
+    except Exception:  # noqa: BLE001 - msg % args failed (or a __str__ raised): keep the record
         return f"{_text(record.msg)} (bad log args: {_text(record.args)})"
 
 
@@ -120,10 +120,12 @@ def _text(value: object) -> str:
         return f"<unprintable {type(value).__name__}>"
 
 
-def _dumps(data: dict[str, Any]) -> str:
+def _dumps(data: object) -> str:
     try:
         return _ENCODER.encode(data)
     except (ValueError, TypeError, RecursionError):  # nan, circular data, odd keys: degrade per key
+        if not isinstance(data, dict):  # one value (a text-format field)
+            return _text(data)
         return _ENCODER.encode({str(k): _plain(v) for k, v in data.items()})
 
 
