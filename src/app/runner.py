@@ -67,13 +67,16 @@ def run_service(
 ) -> int:
     """Load config, set up logging and metrics, build the service, run it, return the status."""
     args = parse_args(prog, argv)
-    if args.version:
-        print(f"{prog} {Config().version}")
-        return EXIT_OK
     try:
         loaded = load_config(args.config)
     except ConfigError as exc:
+        if args.version:  # the version needs no valid configuration
+            print(f"{prog} {Config().version}")
+            return EXIT_OK
         return _config_invalid(exc)
+    if args.version:  # APP_VERSION (set by the image) wins over the package version
+        print(f"{prog} {loaded.config.version}")
+        return EXIT_OK
     if args.check_config:
         print(json.dumps(_effective_settings(loaded), indent=2))
         return EXIT_OK
