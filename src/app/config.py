@@ -181,17 +181,21 @@ def _yaml_path(config_file: object, environ: Mapping[str, str]) -> tuple[Path | 
     return (default, False) if default.is_file() else (None, False)
 
 
-def _read_yaml(path: Path, required: bool, problems: list[str]) -> dict[str, object]:
-    where = f"YAML file {path}"
+def _read_text(path: Path, where: str, required: bool, problems: list[str]) -> str:
+    """The file's text, or "" when it is missing (a problem if `required`) or unreadable."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if required:
             problems.append(f"{where}: not found")
-        return {}
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{where}: cannot be read: {exc}")
-        return {}
+    return ""
+
+
+def _read_yaml(path: Path, required: bool, problems: list[str]) -> dict[str, object]:
+    where = f"YAML file {path}"
+    text = _read_text(path, where, required, problems)
     try:
         document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
@@ -212,15 +216,7 @@ _QUOTED = re.compile(r"""(['"])(.*)\1(?:\s+#.*)?""")  # 'value' or "value", then
 def _read_env_file(path: Path, required: bool, problems: list[str]) -> dict[str, str]:
     """Parse KEY=VALUE lines: `export`, quotes and # comments as a shell would read them."""
     where = f".env file {path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if required:
-            problems.append(f"{where} (APP_ENV_FILE): not found")
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{where}: cannot be read: {exc}")
-        return {}
+    text = _read_text(path, where + " (APP_ENV_FILE)" if required else where, required, problems)
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
