@@ -343,3 +343,42 @@ def test_capture_signals_turns_sigterm_into_a_stop_and_restores_handlers() -> No
         assert latch.signals == 1
     assert signal.getsignal(signal.SIGTERM) is before
     latch.close()
+
+
+def test_async_deadline_leaves_the_task_clean_for_later_timeouts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After the watchdog cancels one iteration, the next one's own asyncio.timeout works."""
+
+    class Hangs(AsyncService):
+        async def run_iteration(self) -> None:
+            n = self.lifecycle.state.iterations + 1
+            if n == 1:
+                await asyncio.sleep(3600)  # cancelled by iteration_timeout_seconds
+            if n == 2:
+                async with asyncio.timeout(0.01):  # the service's own timeout
+                    await asyncio.sleep(3600)
+            self.stop("done")
+
+    service = Hangs(make_config(iteration_timeout_seconds=0.1))
+    assert run(service) == EXIT_OK
+    assert [r.event for r in caplog.records if hasattr(r, "event")][1:3] == [
+        "iteration_timeout",
+        "iteration_failed",  # the service's own TimeoutError, not the deadline's
+    ]
+    assert service.lifecycle.state.iterations == 3
+
+
+def test_async_iteration_that_swallows_the_cancel_counts_as_finished() -> None:
+    class Stubborn(AsyncService):
+        async def run_iteration(self) -> None:
+            self.stop("test")
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.01)  # cleans up, then returns normally
+
+    service = Stubborn(make_config(shutdown_timeout_seconds=0.05))
+    assert run(service) == EXIT_OK
+    assert service.lifecycle.state.failures == 0
+    assert service.lifecycle.state.iterations == 1

@@ -32,7 +32,9 @@ class AsyncService:
         self.metrics = metrics or Metrics(config, event_loop=True)
         self.lifecycle = Lifecycle(config, self.metrics, heartbeat)
         self._stop_event = asyncio.Event()  # binds to the running loop on first use
-        self._deadline: asyncio.Timeout | None = None
+        self._task: asyncio.Task[int] | None = None  # the task running start()
+        self._timer: asyncio.TimerHandle | None = None  # the in-flight iteration's deadline
+        self._expired: str | None = None  # why the deadline cancelled the iteration
         self._loop_due: float | None = None  # monotonic time the lag probe should next run
 
     async def setup(self) -> None:
@@ -60,6 +62,7 @@ class AsyncService:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(log_asyncio_exception)
         loop.add_reader(life.latch.reader, self._on_wake)
+        self._task = asyncio.current_task()
         try:
             return await self._run(once)
         finally:
@@ -99,24 +102,51 @@ class AsyncService:
     async def _iterate(self) -> bool:
         life = self.lifecycle
         started = life.iteration_started()
-        limit = self.config.iteration_timeout_seconds
-        self._deadline = deadline = asyncio.timeout(limit or None)
+        if self.config.iteration_timeout_seconds:
+            self._arm_deadline(self.config.iteration_timeout_seconds, "iteration_timeout_seconds")
+        error: BaseException | None = None
         try:
-            async with deadline:
-                await self.run_iteration()
+            await self.run_iteration()
+        except asyncio.CancelledError:
+            if self._expired is None:
+                raise  # cancelled from outside (the loop is closing): not a timeout
+            error = TimeoutError(f"iteration cancelled after {self._expired}")
         except Exception as exc:  # noqa: BLE001 - one failed iteration must not end the loop
-            if deadline.expired():
-                reason = (
-                    "shutdown_timeout_seconds" if self.stopping else "iteration_timeout_seconds"
-                )
-                life.iteration_finished(started, exc, event="iteration_timeout", reason=reason)
-            else:
-                life.iteration_finished(started, exc)
-            return False
+            error = exc
         finally:
-            self._deadline = None
-        life.iteration_finished(started, None)
-        return True
+            expired = self._disarm_deadline()
+        if error is not None and expired:
+            life.iteration_finished(started, error, event="iteration_timeout", reason=expired)
+        else:
+            life.iteration_finished(started, error)
+        return error is None
+
+    # A deadline is a timer that cancels the loop's task while an iteration runs. Unlike
+    # asyncio.timeout() it costs nothing when unused, which is most iterations.
+    def _arm_deadline(self, delay: float, reason: str) -> None:
+        """Cancel the in-flight iteration in `delay` seconds, unless an earlier deadline stands."""
+        loop = asyncio.get_running_loop()
+        if self._timer is not None:
+            if self._timer.when() <= loop.time() + delay:
+                return
+            self._timer.cancel()
+        self._timer = loop.call_later(delay, self._expire, reason)
+
+    def _expire(self, reason: str) -> None:
+        self._timer = None
+        if self.lifecycle.in_flight is not None and self._task is not None:
+            self._expired = reason
+            self._task.cancel()
+
+    def _disarm_deadline(self) -> str | None:
+        """Stop the timer; if it fired, undo its cancel request and say why it fired."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        expired, self._expired = self._expired, None
+        if expired is not None and self._task is not None:
+            self._task.uncancel()
+        return expired
 
     def _on_wake(self) -> None:
         """In the loop: a stop was requested. Log it, end the wait, bound the iteration."""
@@ -125,11 +155,8 @@ class AsyncService:
             return
         self.lifecycle.begin_shutdown()
         self._stop_event.set()
-        deadline = self._deadline
-        if deadline is not None and not deadline.expired():
-            grace = asyncio.get_running_loop().time() + self.config.shutdown_timeout_seconds
-            when = deadline.when()
-            deadline.reschedule(grace if when is None else min(when, grace))
+        if self.lifecycle.in_flight is not None:
+            self._arm_deadline(self.config.shutdown_timeout_seconds, "shutdown_timeout_seconds")
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0 or self._stop_event.is_set():
