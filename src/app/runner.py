@@ -6,10 +6,15 @@ import argparse
 import json
 import logging
 import platform
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from typing import Protocol, TypeVar
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from app.config import Config, ConfigError, LoadedConfig, load_config, redacted
 from app.heartbeat import HeartbeatFile
@@ -115,6 +120,7 @@ def run_service(
     except OSError as exc:  # the port is taken, or the host does not resolve: no stack needed
         log.error("startup failed: %s", exc, extra={**failed, "error": str(exc)})
         return EXIT_CRASH
+    started = time.monotonic()
     try:
         with capture_signals(service.lifecycle.latch):
             status = start(service, args.once)
@@ -128,7 +134,7 @@ def run_service(
         if server is not None:
             server.stop()
     if args.once and config.pushgateway_url:
-        _push(config, metrics)
+        _push(config, metrics, ok=status == EXIT_OK, seconds=time.monotonic() - started)
     return status
 
 
@@ -184,21 +190,44 @@ def _effective_settings(loaded: LoadedConfig) -> dict[str, object]:
     }
 
 
-def _push(config: Config, metrics: Metrics) -> None:
+def _push(config: Config, metrics: Metrics, *, ok: bool, seconds: float) -> None:
     """Push the run's metrics to a Pushgateway, grouped by service and instance.
 
-    A failed push is logged; it does not change the exit status, which is the work's own.
+    Adds the run's own: app_run_duration_seconds (setup to teardown) and app_run_success
+    (1, or 0 for exit status 1). A successful run replaces the group (PUT); a failed one
+    updates it (POST) without app_last_success_timestamp_seconds, so the group keeps the
+    time of the last success, which the CronJob alert watches. A failed push is logged; it
+    does not change the exit status, which is the work's own.
     """
-    from prometheus_client import push_to_gateway  # only cron runs need it
+    from prometheus_client import push_to_gateway, pushadd_to_gateway  # only cron runs
 
+    registry = metrics.registry
+    Gauge(
+        "app_run_duration_seconds",
+        "Seconds the --once run took, setup to teardown",
+        registry=registry,
+    ).set(seconds)
+    Gauge(
+        "app_run_success", "1 if the --once run succeeded, 0 if it failed", registry=registry
+    ).set(1 if ok else 0)
+    group = {"instance": config.instance}
     try:
-        push_to_gateway(
-            config.pushgateway_url,
-            job=config.service_name,
-            grouping_key={"instance": config.instance},
-            registry=metrics.registry,
-            timeout=10,
-        )
+        if ok:
+            push_to_gateway(
+                config.pushgateway_url,
+                job=config.service_name,
+                grouping_key=group,
+                registry=registry,
+                timeout=10,
+            )
+        else:
+            pushadd_to_gateway(
+                config.pushgateway_url,
+                job=config.service_name,
+                grouping_key=group,
+                registry=_Without(registry, "app_last_success_timestamp_seconds"),
+                timeout=10,
+            )
     except Exception as exc:  # network, DNS, HTTP errors: logged; the status stays the work's
         log.error(
             "cannot push metrics",
@@ -207,3 +236,13 @@ def _push(config: Config, metrics: Metrics) -> None:
         )
     else:
         log.info("metrics pushed", extra={"event": "metrics_pushed", "url": config.pushgateway_url})
+
+
+class _Without(Collector):
+    """A registry's metrics less some families: what a failed run pushes."""
+
+    def __init__(self, registry: CollectorRegistry, *names: str) -> None:
+        self._registry, self._names = registry, names
+
+    def collect(self) -> Iterable[Metric]:
+        return (m for m in self._registry.collect() if m.name not in self._names)
