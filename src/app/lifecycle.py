@@ -46,6 +46,7 @@ class StopLatch:
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.requested_at = 0.0  # monotonic time of the first request
         self.signals = 0  # signals received; the second one forces exit
         self.reader, self._writer = socket.socketpair()
         self.reader.setblocking(False)
@@ -61,6 +62,7 @@ class StopLatch:
 
     def request(self, reason: str) -> None:
         if self.reason is None:
+            self.requested_at = time.monotonic()
             self.reason = reason
         with suppress(OSError):  # buffer full (a wake-up is already pending) or closed
             self._writer.send(b"\0")
@@ -191,7 +193,6 @@ class Lifecycle:
         self.state = LoopState()
         self.latch = StopLatch()
         self.in_flight: float | None = None  # monotonic start of the running iteration
-        self._shutdown_started: float | None = None
         self._heartbeat_ok = True
         # Throttle only a fast loop: before a longer wait the file must show the last iteration.
         self._throttle_beats = heartbeat is not None and (
@@ -257,9 +258,8 @@ class Lifecycle:
 
     def begin_shutdown(self) -> None:
         """Log `shutting_down` once, the first time the loop sees the stop request."""
-        if self._shutdown_started is not None:
+        if self.state.status == "stopping":
             return
-        self._shutdown_started = time.monotonic()
         self.latch.request("stop")  # no-op if a reason is set; marks a loop that ended by itself
         self.state.status = "stopping"
         log.info("shutting down", extra={"event": "shutting_down", "reason": self.latch.reason})
@@ -277,14 +277,16 @@ class Lifecycle:
             )
         if self.heartbeat is not None:
             self.heartbeat.remove()
-        started = self._shutdown_started or time.monotonic()
         log.info(
             "shutdown complete",
             extra={
                 "event": "shutdown_complete",
                 "reason": self.latch.reason,
                 "exit_status": status,
-                "shutdown_duration_ms": round((time.monotonic() - started) * 1000, 1),
+                # From the stop request (a signal, say) to now, in-flight iteration included.
+                "shutdown_duration_ms": round(
+                    (time.monotonic() - self.latch.requested_at) * 1000, 1
+                ),
                 "iterations": self.state.iterations,
                 "failures": self.state.failures,
             },

@@ -125,7 +125,8 @@ def run_service(
         with capture_signals(service.lifecycle.latch):
             status = start(service, args.once)
     except BaseException as exc:  # an error the loop does not own, even SystemExit: exit 1
-        log.critical("crashed", exc_info=exc, extra={"event": "crashed", "exit_status": EXIT_CRASH})
+        crashed = {"event": "crashed", "reason": "uncaught", "exit_status": EXIT_CRASH}
+        log.critical("crashed", exc_info=exc, extra=crashed)
         if heartbeat is not None:
             heartbeat.remove()
         status = EXIT_CRASH
