@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -12,11 +11,8 @@ import socket
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any, get_type_hints
-
-import yaml
 
 ENV_PREFIX = "APP_"
 CONTROL_VARS = frozenset({"APP_CONFIG_FILE", "APP_ENV_FILE"})  # name sources, not settings
@@ -29,6 +25,9 @@ DISTRIBUTION = "python-service"  # the [project] name in pyproject.toml
 
 
 def _default_version() -> str:
+    # Imported here: it brings email and zipfile (~15 ms, 1 MiB), and the image sets APP_VERSION.
+    from importlib import metadata
+
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
@@ -194,6 +193,8 @@ def _read_text(path: Path, where: str, required: bool, problems: list[str]) -> s
 
 
 def _read_yaml(path: Path, required: bool, problems: list[str]) -> dict[str, object]:
+    import yaml  # here, not at the top: ~10 ms and 1 MiB that a service with no YAML file skips
+
     where = f"YAML file {path}"
     text = _read_text(path, where, required, problems)
     try:
@@ -386,6 +387,8 @@ def _derive_defaults(
 
 
 def _hint(name: str, candidates: list[str]) -> str:
+    import difflib  # only a mistake in the settings needs it
+
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return f": did you mean {close[0]!r}?" if close else ""
 

@@ -151,8 +151,8 @@ class AsyncService:
     def _on_wake(self) -> None:
         """In the loop: a stop was requested. Log it, end the wait, bound the iteration."""
         self.lifecycle.latch.drain()
-        if not self.stopping:
-            return
+        if not self.stopping or self.lifecycle.state.status != "running":
+            return  # during setup the request waits: the loop will not start
         self.lifecycle.begin_shutdown()
         self._stop_event.set()
         if self.lifecycle.in_flight is not None:
