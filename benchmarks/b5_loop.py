@@ -1,0 +1,83 @@
+"""B5: iterations per second of a no-op service with no sleep, next to the floor loops."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.core import BenchError, Figure, Plan, interleave, median
+from benchmarks.procs import (
+    BASELINES,
+    NOOP,
+    PYTHON,
+    base_env,
+    read_heartbeat,
+    running,
+    service_env,
+    workspace,
+)
+
+WARMUP_SECONDS = 0.3  # let the first heartbeat writes and lazy imports pass
+
+
+def measure(plan: Plan) -> list[Figure]:
+    with workspace() as tmp:
+        window = plan.loop_window_seconds
+        runners: dict[str, Callable[[], float]] = {
+            "sync floor": lambda: _floor_rate("prom_floor.py", tmp, window),
+            "sync": lambda: _service_rate("sync", tmp, window),
+            "async floor": lambda: _floor_rate("asyncio_floor.py", tmp, window),
+            "async": lambda: _service_rate("async", tmp, window),
+        }
+        samples = interleave(runners, plan.loop_rounds, 0)
+    rate = {name: median(values) for name, values in samples.items()}
+    return [
+        Figure(
+            "B5",
+            f"loop iterations per second, {model}",
+            f"noop_{model}.py",
+            "prometheus loop, 1 counter" if model == "sync" else "bare asyncio loop",
+            "it/s",
+            rate[model],
+            rate[f"{model} floor"],
+            budget=0.4,
+            higher_is_better=True,
+            details={
+                "subject_us_per_iteration": 1e6 / rate[model],
+                "baseline_us_per_iteration": 1e6 / rate[f"{model} floor"],
+            },
+        )
+        for model in ("sync", "async")
+    ]
+
+
+def _service_rate(model: str, tmp: Path, window: float) -> float:
+    """Iterations between two heartbeats a window apart, over the time between them.
+
+    The heartbeat carries `iterations` and the `ts` it was written at, so reading it costs
+    the service nothing; metrics and heartbeat stay on, as in production.
+    """
+    heartbeat = tmp / "loop-heartbeat.json"
+    with running([PYTHON, str(NOOP[model])], service_env(heartbeat, 0), tmp) as proc:
+        proc.wait_event("startup_success")
+        time.sleep(WARMUP_SECONDS)
+        first = read_heartbeat(heartbeat)
+        time.sleep(window)
+        last = read_heartbeat(heartbeat)
+        proc.stop()
+    seconds = last["ts"] - first["ts"]
+    if seconds < window / 2:
+        raise BenchError(f"noop_{model}.py: heartbeat not written during {window} s")
+    return float(last["iterations"] - first["iterations"]) / float(seconds)
+
+
+def _floor_rate(script: str, tmp: Path, window: float) -> float:
+    """The floor counts its own iterations and prints them, with the loop's time, on SIGTERM."""
+    with running([PYTHON, str(BASELINES / script), "0", "count"], base_env(), tmp) as proc:
+        proc.wait_ready_line()
+        time.sleep(WARMUP_SECONDS + window)
+        proc.stop()
+        _, line = proc.wait_line(lambda line: line.startswith("count"))
+    _, iterations, seconds = line.split()
+    return int(iterations) / float(seconds)

@@ -1,0 +1,1 @@
+"""Tiny programs that show the floor for each figure; run by path, never imported by subjects."""
