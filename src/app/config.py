@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import reprlib
 import socket
 import tempfile
 from collections.abc import Callable, Mapping
@@ -56,7 +57,7 @@ class Config:
     log_level: str = setting("INFO", choices=LOG_LEVELS)
     log_format: str = setting("json", choices=("json", "text"))
     metrics_enabled: bool = True
-    metrics_host: str = setting("0.0.0.0", pattern=r".+")  # all interfaces: containers need it
+    metrics_host: str = setting("0.0.0.0", pattern=r".+")  # noqa: S104 - containers need it
     metrics_port: int = setting(8000, ge=0, le=65535)
     loop_sleep_seconds: float = setting(5.0, ge=0)
     heartbeat_file: Path = setting(factory=_default_heartbeat_file)
@@ -198,8 +199,20 @@ def _read_yaml(path: Path, required: bool, problems: list[str]) -> dict[str, obj
     where = f"YAML file {path}"
     text = _read_text(path, where, required, problems)
     try:
-        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
+        # Not CSafeLoader: libyaml recurses in C per nesting level, so a file of 30,000 `[`
+        # overflows the C stack (a segfault); the Python loader raises RecursionError.
+        document = yaml.load(text, Loader=yaml.SafeLoader)
+    # PyYAML's constructors raise more than YAMLError on bad tagged scalars: IndexError
+    # (`!!int ""`), KeyError (`!!bool maybe`), AttributeError (`!!timestamp junk`).
+    except (
+        yaml.YAMLError,
+        RecursionError,
+        ValueError,
+        OverflowError,
+        LookupError,
+        AttributeError,
+        TypeError,
+    ) as exc:
         problems.append(f"{where}: does not parse: {' '.join(str(exc).split())}")
         return {}
     if document is None:  # an empty file (or only comments) sets nothing
@@ -207,7 +220,8 @@ def _read_yaml(path: Path, required: bool, problems: list[str]) -> dict[str, obj
     if not isinstance(document, dict):
         problems.append(f"{where}: expected a mapping of setting: value, got {_kind(document)}")
         return {}
-    return {str(key): value for key, value in document.items()}
+    # _shorten, not str(): a hex key can be an int too long for str().
+    return {key if isinstance(key, str) else _shorten(key): v for key, v in document.items()}
 
 
 _ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)")
@@ -399,6 +413,19 @@ def _kind(value: object) -> str:
     )
 
 
+class _ShortRepr(reprlib.Repr):
+    """repr() bounded for any YAML value: deep, self-referencing or with huge integers."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # over 4300 digits, which a hex or binary int in YAML can have
+            return f"<an integer of {x.bit_length()} bits>"
+
+
+_SHORT_REPR = _ShortRepr()
+
+
 def _shorten(value: object, limit: int = 60) -> str:
-    text = repr(value)
+    text = repr(value) if isinstance(value, str) else _SHORT_REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

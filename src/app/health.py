@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import sys
 import time
 
@@ -123,12 +124,16 @@ def _find_heartbeat_file() -> str:
 
 def _read(path: str) -> dict[str, Any]:
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (the probe would time out).
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            regular = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+            data = file.read(MAX_FILE_BYTES + 1) if regular else b""
     except FileNotFoundError:
         raise Unhealthy(f"heartbeat file {path} is missing: service not running?") from None
     except OSError as exc:
         raise Unhealthy(f"heartbeat file {path} cannot be read: {exc.strerror or exc}") from None
+    if not regular:  # a directory, FIFO or device
+        raise Unhealthy(f"heartbeat file {path} cannot be read: not a regular file")
     if len(data) > MAX_FILE_BYTES:
         raise Unhealthy(f"heartbeat file {path} is larger than {MAX_FILE_BYTES} bytes")
     try:

@@ -6,8 +6,10 @@ The server answers `/metrics`, `/healthz` (liveness) and `/readyz` (readiness).
 from __future__ import annotations
 
 import json
+import logging
 import selectors
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -30,6 +32,8 @@ from app.heartbeat import DURATION_BUCKETS, LoopState
 
 Probe = Callable[[], tuple[bool, dict[str, object]]]  # -> (ok, JSON body)
 _BUCKET_LABELS = (*(repr(bound) for bound in DURATION_BUCKETS), "+Inf")  # le="0.001" ...
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -107,6 +111,21 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a stuck client must not keep the process alive
     block_on_close = False
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went silent or away is no error of ours; others are logged as JSON.
+
+        socketserver's default prints a traceback to stderr: a silent client's timeout
+        (`_QuietHandler.timeout`) would put one there.
+        """
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # TimeoutError, ConnectionResetError, BrokenPipeError
+            return
+        log.error(
+            "metrics request failed",
+            exc_info=exc,
+            extra={"event": "unhandled_exception", "where": "metrics server"},
+        )
+
 
 class _QuietHandler(WSGIRequestHandler):
     timeout = 10  # seconds; a slow or silent client gives up its thread
@@ -164,6 +183,21 @@ class MetricsServer:
                         server.handle_request()
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            return self._route(environ, start_response)
+        except Exception as exc:  # a collector or probe raised: one JSON record and a 500
+            # (wsgiref's handler would print the traceback to stderr); serving goes on.
+            log.error(
+                "metrics request failed",
+                exc_info=exc,
+                extra={"event": "unhandled_exception", "where": "metrics server"},
+            )
+            body: dict[str, object] = {"error": type(exc).__name__, "see": "the service log"}
+            return _reply(start_response, "500 Internal Server Error", body)
+
+    def _route(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return _reply(start_response, "405 Method Not Allowed", {"error": "use GET"})
