@@ -9,17 +9,7 @@ BUDGET_MB = 25.0
 
 def figure(image_own_mb: float | None) -> Figure:
     """Pass `--image-own-mb N` with container-check's figure; without it, "not measured"."""
-    if image_own_mb is None:
-        return Figure(
-            "B9",
-            "image, own layers",
-            "runtime image",
-            "-",
-            "MB",
-            None,
-            None,
-            note="not measured: pass --image-own-mb N from container-check",
-        )
+    measured = image_own_mb is not None
     return Figure(
         "B9",
         "image, own layers",
@@ -28,7 +18,9 @@ def figure(image_own_mb: float | None) -> Figure:
         "MB",
         image_own_mb,
         None,
-        budget=BUDGET_MB,
+        budget=BUDGET_MB if measured else None,
         limit_on="value",
-        note="from container-check",
+        note="from container-check"
+        if measured
+        else "not measured: pass --image-own-mb N from container-check",
     )

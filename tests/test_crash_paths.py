@@ -48,19 +48,6 @@ def test_base_exception_in_an_iteration_is_one_crashed_record_and_status_1(
     assert_clean_output(proc)
 
 
-def test_background_thread_exception_in_the_async_model_is_logged_as_json(start: Start) -> None:
-    proc = start(fault("async", "thread_error"))
-    record = proc.wait_for_event("unhandled_exception")
-    assert record["thread_name"] == "worker-1"
-    assert record["exception_type"] == "LookupError"
-    assert "background thread failed on purpose" in record["stack"]
-    proc.wait_for_event("startup_success")
-    proc.proc.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0  # the service goes on: a thread's failure is not the loop's
-    assert count(proc, "shutdown_complete") == 1
-    assert_clean_output(proc)
-
-
 def test_metric_that_fails_to_collect_is_a_json_record_and_a_500(start: Start) -> None:
     """A user's metric callback that raises must not put a traceback on stderr at each scrape."""
     proc = start(fault("sync", "bad_metric"))

@@ -275,13 +275,17 @@ def test_watchdog_ends_a_stuck_process_with_its_stack(
     assert_clean_output(proc)
 
 
-def test_background_thread_exception_is_logged_as_json(start: Start) -> None:
-    proc = start(fault("sync", "thread_error"))
+@pytest.mark.parametrize("model", ["sync", "async"])
+def test_background_thread_exception_is_logged_as_json(start: Start, model: str) -> None:
+    proc = start(fault(model, "thread_error"))
     record = proc.wait_for_event("unhandled_exception")
     assert record["thread_name"] == "worker-1"
     assert record["exception_type"] == "LookupError"
+    assert "background thread failed on purpose" in record["stack"]
+    proc.wait_for_event("startup_success")
     proc.proc.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0
+    assert proc.wait() == 0  # the service goes on: a thread's failure is not the loop's
+    assert count(proc, "shutdown_complete") == 1
     assert_clean_output(proc)
 
 
