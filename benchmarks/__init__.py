@@ -1,1 +1,1 @@
-"""Benchmarks of the template against the physical floor (issue 4): `python -m benchmarks`."""
+"""Benchmarks of the template against the physical floor: `python -m benchmarks`."""

@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--image-own-mb",
         type=float,
-        help="B9: size of the runtime image's own layers in MB, as container-check reports it",
+        help="B9: size of the runtime image's own layers in MB (the image less its base)",
     )
     return parser.parse_args(argv)
 

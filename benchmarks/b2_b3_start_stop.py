@@ -21,7 +21,7 @@ from benchmarks.procs import (
     workspace,
 )
 
-IDLE_SLEEP_SECONDS = 30.0  # as in the issue: a stop must not wait for the sleep to end
+IDLE_SLEEP_SECONDS = 30.0  # a stop must not wait for the sleep to end
 SETTLE_SECONDS = 0.1  # after ready: the first iteration is done, the loop is waiting
 PROM_FLOOR = str(BASELINES / "prom_floor.py")
 ASYNCIO_FLOOR = str(BASELINES / "asyncio_floor.py")

@@ -9,7 +9,7 @@ from pathlib import Path
 from benchmarks.core import Figure, Plan, median
 from benchmarks.procs import BASELINES, BIN, PYTHON, Running, rss_mib, service_env, workspace
 
-SETTLED_SECONDS = 3.0  # as in the issue: start-up garbage is gone, no traffic yet
+SETTLED_SECONDS = 3.0  # start-up garbage is gone, no traffic yet
 LOOP_SLEEP_SECONDS = 1.0  # a few iterations run: their bookkeeping is part of the footprint
 FLOOR = [PYTHON, str(BASELINES / "prom_floor.py"), str(LOOP_SLEEP_SECONDS)]
 COMMANDS = {

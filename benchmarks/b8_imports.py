@@ -11,7 +11,7 @@ from pathlib import Path
 from benchmarks.core import BenchError, Figure, Plan, interleave, median
 from benchmarks.procs import PYTHON, base_env, run_timed, workspace
 
-HEALTH_BUDGET_MS = 10.0  # the issue: app.health adds < 10 ms of imports beyond json
+HEALTH_BUDGET_MS = 10.0  # the budget: app.health adds < 10 ms of imports beyond json
 # What each module must not import, because its normal path does not use it. The normal path
 # is a deployed service: no YAML file, APP_VERSION and APP_HEARTBEAT_FILE set by the image,
 # no typo in a setting. (The floor's prometheus_client already brings tempfile and email.)

@@ -1,4 +1,4 @@
-"""B9: the runtime image's own layers, as `container-check` reports them (not measured here)."""
+"""B9: the runtime image's own layers (the image less its base), given, not measured here."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ BUDGET_MB = 25.0
 
 
 def figure(image_own_mb: float | None) -> Figure:
-    """Pass `--image-own-mb N` with container-check's figure; without it, "not measured"."""
+    """Pass `--image-own-mb N` from an image build; without it, "not measured"."""
     measured = image_own_mb is not None
     return Figure(
         "B9",
@@ -20,7 +20,5 @@ def figure(image_own_mb: float | None) -> Figure:
         None,
         budget=BUDGET_MB if measured else None,
         limit_on="value",
-        note="from container-check"
-        if measured
-        else "not measured: pass --image-own-mb N from container-check",
+        note="given with --image-own-mb" if measured else "not measured: pass --image-own-mb N",
     )

@@ -49,7 +49,7 @@ QUICK = Plan(
     scrape_rounds=5,
     scrape_requests=40,
 )
-# The issue asks for at least 50 busy-loop signals per model: the full run sends 60.
+# The budget asks for at least 50 busy-loop signals per model: the full run sends 60.
 FULL = Plan(
     name="full",
     warmup=2,

@@ -359,7 +359,7 @@ def test_any_input_gives_a_config_or_a_config_error(
 def test_any_input_gives_a_config_or_a_config_error_many_examples(
     tmp_path_factory: pytest.TempPathFactory, part: int, case: Case
 ) -> None:
-    """SLOW_PARTS x SLOW_EXAMPLES inputs: the issue asks for at least 5,000 in CI."""
+    """SLOW_PARTS x SLOW_EXAMPLES inputs: CI runs at least 5,000."""
     run_case(tmp_path_factory.getbasetemp(), case)
 
 

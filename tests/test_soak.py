@@ -3,9 +3,8 @@
 A no-op service loops with no sleep while /metrics is scraped again and again. After
 WARMUP_ITERATIONS (and some scrapes) the process's resident memory, open file descriptors
 and threads are read from /proc; after SOAK_ITERATIONS more they are read again: memory may
-grow less than MAX_RSS_GROWTH_KB, descriptors and threads not at all (the issue: one million
-iterations, RSS growth under 1 MB). Run with `-s` to see
-the figures. Sized by iterations (read from /metrics), not by time.
+grow less than MAX_RSS_GROWTH_KB (1 MB), descriptors and threads not at all. Run with `-s`
+to see the figures. Sized by iterations (read from /metrics), not by time.
 """
 
 from __future__ import annotations
