@@ -305,19 +305,21 @@ def test_heartbeat_write_failure_is_logged_once(
 
 
 def test_heartbeat_writes_are_throttled_in_a_busy_loop(tmp_path: Path) -> None:
-    beat = HeartbeatFile(tmp_path / "beat.json", {}, 30.0, min_interval_seconds=60)
-    state = LoopState()
-    assert beat.write(state)
-    state.iterations = 5
-    assert not beat.write(state)
-    assert json.loads(beat.path.read_text())["iterations"] == 0
-    assert beat.write(state, force=True)
-    assert json.loads(beat.path.read_text())["iterations"] == 5
+    beat = HeartbeatFile(tmp_path / "beat.json", {}, 30.0)
+    life = Lifecycle(make_config(loop_sleep_seconds=0.0), Metrics(Config()), beat)
+    life.started()
+    for _ in range(5):
+        life.iteration_finished(life.iteration_started(), None)
+    assert json.loads(beat.path.read_text())["iterations"] == 0  # written at start only
+    beat.last_write -= 1  # as if a second had passed
+    life.iteration_finished(life.iteration_started(), None)
+    life.latch.close()
+    assert json.loads(beat.path.read_text())["iterations"] == 6
 
 
 def test_heartbeat_write_is_atomic_and_leaves_no_temp_file(tmp_path: Path) -> None:
     beat = HeartbeatFile(tmp_path / "beat.json", {"service": "s"}, 12.5)
-    beat.write(LoopState(), force=True)
+    beat.write(LoopState())
     assert [p.name for p in tmp_path.iterdir()] == ["beat.json"]
     data = json.loads(beat.path.read_text())
     assert data["max_age_seconds"] == 12.5

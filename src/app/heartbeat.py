@@ -56,29 +56,17 @@ class LoopState:
 
 
 class HeartbeatFile:
-    """Writes LoopState as JSON, atomically (temp file + rename), at most every `min_interval`."""
+    """Writes LoopState as JSON, atomically (temp file + rename). The loop decides when."""
 
-    def __init__(
-        self,
-        path: Path,
-        identity: Mapping[str, object],
-        max_age_seconds: float,
-        min_interval_seconds: float = 0.25,
-    ) -> None:
+    def __init__(self, path: Path, identity: Mapping[str, object], max_age_seconds: float) -> None:
         self.path = path
         self.identity = dict(identity)  # run_id, service, env, version, commit, config_hash
         self.max_age_seconds = max_age_seconds
-        self.min_interval_seconds = min_interval_seconds
         self.last_write = -float("inf")  # monotonic time of the last write
 
-    def write(self, state: LoopState, *, force: bool = False) -> bool:
-        """Write the file unless one was written less than `min_interval` ago (or `force`).
-
-        Returns whether it wrote; raises OSError when the file cannot be written.
-        """
+    def write(self, state: LoopState) -> None:
+        """Write the file; raises OSError when it cannot be written."""
         now = time.monotonic()
-        if not force and now - self.last_write < self.min_interval_seconds:
-            return False
         data = {
             **self.identity,
             "pid": os.getpid(),
@@ -100,7 +88,6 @@ class HeartbeatFile:
             tmp.unlink(missing_ok=True)
             raise
         self.last_write = now
-        return True
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ HANDLED_SIGNALS = (
     signal.SIGTERM,  # docker stop, Kubernetes pod deletion, systemd stop
 )
 REASON_FAILURES = "max_consecutive_failures"
+MIN_BEAT_INTERVAL_SECONDS = 0.25  # a loop with no sleep writes the heartbeat 4 times a second
 
 log = logging.getLogger(__name__)
 
@@ -195,15 +196,13 @@ class Lifecycle:
         self.in_flight: float | None = None  # monotonic start of the running iteration
         self._heartbeat_ok = True
         # Throttle only a fast loop: before a longer wait the file must show the last iteration.
-        self._throttle_beats = heartbeat is not None and (
-            config.loop_sleep_seconds < heartbeat.min_interval_seconds
-        )
+        self._throttle_beats = config.loop_sleep_seconds < MIN_BEAT_INTERVAL_SECONDS
         metrics.track(self.state, lambda: self.readiness()[0])
 
     def starting(self) -> None:
         """Write the `starting` heartbeat; raises OSError if the file cannot be written."""
         if self.heartbeat is not None:
-            self.heartbeat.write(self.state, force=True)
+            self.heartbeat.write(self.state)
 
     def startup_failed(self, exc: BaseException) -> int:
         log.error(
@@ -218,7 +217,7 @@ class Lifecycle:
     def started(self) -> None:
         self.state.status = "running"
         self.state.last_progress = time.monotonic()
-        self._beat(force=True)
+        self._beat()
         log.info("service started", extra={"event": "startup_success"})
 
     def iteration_started(self) -> float:
@@ -252,9 +251,9 @@ class Lifecycle:
                 self.latch.request(REASON_FAILURES)
         beat = self.heartbeat
         if beat is not None and (
-            not self._throttle_beats or end - beat.last_write >= beat.min_interval_seconds
+            not self._throttle_beats or end - beat.last_write >= MIN_BEAT_INTERVAL_SECONDS
         ):
-            self._beat(force=True)
+            self._beat()
 
     def begin_shutdown(self) -> None:
         """Log `shutting_down` once, the first time the loop sees the stop request."""
@@ -263,7 +262,7 @@ class Lifecycle:
         self.latch.request("stop")  # no-op if a reason is set; marks a loop that ended by itself
         self.state.status = "stopping"
         log.info("shutting down", extra={"event": "shutting_down", "reason": self.latch.reason})
-        self._beat(force=True)
+        self._beat()
 
     def finished(self, teardown_error: BaseException | None, *, once_failed: bool = False) -> int:
         """After teardown: remove the heartbeat, log `shutdown_complete`, return the status."""
@@ -309,12 +308,12 @@ class Lifecycle:
             return False, {"status": self.state.status}
         return True, {"status": "ready"}
 
-    def _beat(self, *, force: bool = False) -> None:
+    def _beat(self) -> None:
         """Write the heartbeat; a failure is logged once (not per iteration) and retried."""
         if self.heartbeat is None:
             return
         try:
-            self.heartbeat.write(self.state, force=force)
+            self.heartbeat.write(self.state)
         except OSError as exc:
             if self._heartbeat_ok:
                 log.error(
