@@ -320,6 +320,74 @@ def test_ready_uses_the_max_age_option_for_the_success_too(check: Check, tmp_pat
     assert check("--file", path, "--ready", "--max-age", "120")[0] == 0
 
 
+DB_OK = {"name": "database", "status": "ok", "latency_ms": 1.5}
+CACHE_DOWN = {"name": "cache", "status": "fail", "latency_ms": 0.25, "reason": "refused"}
+
+
+def test_ready_lists_the_services_checks_with_their_own_latency(
+    check: Check, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "hb.json", beat(checks=[DB_OK]))
+
+    status, report = check("--file", path, "--ready")
+
+    assert status == 0
+    assert [c["name"] for c in report["checks"]] == ["heartbeat", "ready", "database"]
+    assert report["checks"][2] == DB_OK
+
+
+def test_ready_fails_when_one_of_the_services_checks_fails(check: Check, tmp_path: Path) -> None:
+    path = write(tmp_path / "hb.json", beat(checks=[DB_OK, CACHE_DOWN]))
+
+    status, report = check("--file", path, "--ready")
+
+    assert status == 1
+    assert [c["status"] for c in report["checks"]] == ["ok", "ok", "ok", "fail"]
+    assert report["checks"][3] == CACHE_DOWN
+
+
+def test_liveness_ignores_the_services_readiness_checks(check: Check, tmp_path: Path) -> None:
+    """A dependency that is down must not get the service restarted."""
+    path = write(tmp_path / "hb.json", beat(checks=[CACHE_DOWN]))
+
+    status, report = check("--file", path)
+
+    assert status == 0
+    assert [c["name"] for c in report["checks"]] == ["heartbeat"]
+
+
+@pytest.mark.parametrize(
+    "checks",
+    [
+        pytest.param({"database": "ok"}, id="not-a-list"),
+        pytest.param(["database"], id="entry-not-an-object"),
+        pytest.param([{"status": "ok", "latency_ms": 1}], id="no-name"),
+        pytest.param([{"name": 7, "status": "ok", "latency_ms": 1}], id="name-not-a-string"),
+        pytest.param([{**DB_OK, "status": "up"}], id="unknown-status"),
+        pytest.param([{**DB_OK, "latency_ms": "1"}], id="latency-a-string"),
+        pytest.param([{**DB_OK, "latency_ms": None}], id="latency-null"),
+        pytest.param([{**DB_OK, "latency_ms": -1}], id="latency-negative"),
+        pytest.param([{**CACHE_DOWN, "reason": ["refused"]}], id="reason-not-a-string"),
+        pytest.param([DB_OK, None], id="one-bad-entry"),
+    ],
+)
+def test_malformed_checks_in_the_heartbeat_make_it_unready(
+    check: Check, tmp_path: Path, checks: object
+) -> None:
+    path = write(tmp_path / "hb.json", beat(checks=checks))
+
+    status, report = check("--file", path, "--ready")
+
+    assert status == 1
+    assert report["checks"][2] == {
+        "name": "checks",
+        "status": "fail",
+        "reason": "heartbeat checks are malformed",
+        "latency_ms": report["checks"][0]["latency_ms"],
+    }
+    assert check("--file", path)[0] == 0  # still alive
+
+
 # --- Finding the file ------------------------------------------------------------------------
 
 

@@ -66,6 +66,8 @@ class Config:
     shutdown_timeout_seconds: float = setting(10.0, gt=0)
     max_consecutive_failures: int = setting(0, ge=0)
     iteration_timeout_seconds: float = setting(0.0, ge=0)
+    readiness_check_interval_seconds: float = setting(10.0, gt=0)
+    readiness_check_timeout_seconds: float = setting(5.0, gt=0)
     pushgateway_url: str = setting("", pattern=r"(https?://.+)?")
     instance: str = setting(factory=socket.gethostname)
     version: str = setting(factory=_default_version, pattern=r".+")

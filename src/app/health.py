@@ -25,7 +25,8 @@ Check the service's heartbeat file; print one JSON line; exit 0 healthy, 1 unhea
   --file PATH        heartbeat file (default: as the service finds it: APP_HEARTBEAT_FILE,
                      .env, YAML config, or the default in the temp dir)
   --max-age SECONDS  allowed age (default: max_age_seconds written by the service)
-  --ready            also require status "running" and a successful iteration within max age
+  --ready            also require status "running", a successful iteration within max age
+                     and the service's readiness checks passing (each listed in "checks")
   --help             show this help
 """
 # The service and this check read one host's clock, so a heartbeat from the future means
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         checks = [_heartbeat_check(beat, path, max_age, time.time())]
         if ready:
             checks.append(_ready_check(beat, max_age or beat["max_age_seconds"], time.time()))
+            checks += _dependency_checks(beat.get("checks", []))
     except (UsageError, Unhealthy) as exc:
         checks = [
             {"name": "usage" if isinstance(exc, UsageError) else "heartbeat", "status": "fail"}
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         checks[0]["reason"] = str(exc)
     latency = round((time.perf_counter() - started) * 1000, 3)
     for check in checks:
-        check["latency_ms"] = latency
+        check.setdefault("latency_ms", latency)  # the service's checks bring their own
     ok = all(check["status"] == "ok" for check in checks)
     report: dict[str, Any] = {"status": "ok" if ok else "fail"}
     report |= {key: beat.get(key) if isinstance(beat.get(key), str) else None for key in IDENTITY}
@@ -191,6 +193,29 @@ def _ready_check(beat: dict[str, Any], limit: float, now: float) -> dict[str, An
         check["status"] = "ok"
         check["last_success_age_seconds"] = round(now - success, 3)
     return check
+
+
+def _dependency_checks(entries: object) -> list[dict[str, Any]]:
+    """The service's own readiness checks, as its last heartbeat recorded them."""
+    if not isinstance(entries, list) or not all(_valid_entry(entry) for entry in entries):
+        return [{"name": "checks", "status": "fail", "reason": "heartbeat checks are malformed"}]
+    checks = []
+    for entry in entries:
+        check = {
+            key: entry[key] for key in ("name", "status", "latency_ms", "reason") if key in entry
+        }
+        checks.append(check)
+    return checks
+
+
+def _valid_entry(entry: object) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("name"), str)
+        and entry.get("status") in ("ok", "fail")
+        and _valid(entry.get("latency_ms"), "number")
+        and isinstance(entry.get("reason", ""), str)
+    )
 
 
 def _process_exists(pid: int) -> bool:

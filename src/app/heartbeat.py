@@ -6,7 +6,7 @@ import json
 import os
 import time
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,8 +64,8 @@ class HeartbeatFile:
         self.max_age_seconds = max_age_seconds
         self.last_write = -float("inf")  # monotonic time of the last write
 
-    def write(self, state: LoopState) -> None:
-        """Write the file; raises OSError when it cannot be written."""
+    def write(self, state: LoopState, checks: Sequence[Mapping[str, object]] = ()) -> None:
+        """Write the file, with the readiness checks' results; raises OSError on failure."""
         now = time.monotonic()
         data = {
             **self.identity,
@@ -79,6 +79,7 @@ class HeartbeatFile:
             "failures": state.failures,
             "consecutive_failures": state.consecutive_failures,
             "max_age_seconds": self.max_age_seconds,
+            "checks": list(checks),
         }
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:

@@ -20,6 +20,7 @@ from app.config import Config
 from app.heartbeat import HeartbeatFile, LoopState
 from app.logging_setup import write_now
 from app.metrics import Metrics
+from app.readiness import ReadinessChecks
 
 # Exit statuses, all in one place.
 EXIT_OK = 0
@@ -197,7 +198,9 @@ class Lifecycle:
         self._heartbeat_ok = True
         # Throttle only a fast loop: before a longer wait the file must show the last iteration.
         self._throttle_beats = config.loop_sleep_seconds < MIN_BEAT_INTERVAL_SECONDS
-        metrics.track(self.state, lambda: self.readiness()[0])
+        # Results of the service's readiness checks: filled by CheckThreads or async tasks.
+        self.checks = ReadinessChecks(config.readiness_check_timeout_seconds)
+        metrics.track(self.state, self._is_up, self.checks)
 
     def starting(self) -> None:
         """Write the `starting` heartbeat; raises OSError if the file cannot be written."""
@@ -301,19 +304,27 @@ class Lifecycle:
         return ok, {**body, "max_age_seconds": limit, "iterations": self.state.iterations}
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """Readiness: after startup_success and until a stop is requested."""
+        """Readiness: after startup_success, until a stop is requested, while checks pass."""
         if self.latch.requested:
             return False, {"status": "stopping", "reason": self.latch.reason}
         if self.state.status != "running":
             return False, {"status": self.state.status}
-        return True, {"status": "ready"}
+        if not self.checks.names:
+            return True, {"status": "ready"}
+        report = self.checks.report()
+        ok = all(entry["status"] == "ok" for entry in report)
+        return ok, {"status": "ready" if ok else "not_ready", "checks": report}
+
+    def _is_up(self) -> bool:
+        """app_up: running and no stop requested; a failing readiness check is not down."""
+        return self.state.status == "running" and not self.latch.requested
 
     def _beat(self) -> None:
         """Write the heartbeat; a failure is logged once (not per iteration) and retried."""
         if self.heartbeat is None:
             return
         try:
-            self.heartbeat.write(self.state)
+            self.heartbeat.write(self.state, self.checks.report())
         except OSError as exc:
             if self._heartbeat_ok:
                 log.error(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from app.runner import run_service
 from app.service_async import AsyncService
@@ -29,6 +29,10 @@ class ExampleService(AsyncService):
 
     async def run_iteration(self) -> None:
         log.info("example iteration", extra={"iteration": self.lifecycle.state.iterations + 1})
+
+    def readiness_checks(self) -> dict[str, Callable[[], Awaitable[object]]]:
+        # One per dependency, e.g. {"database": self.ping_database}, a coroutine function.
+        return {"example": lambda: asyncio.sleep(0, True)}  # always passes
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from app.runner import run_service
 from app.service_sync import Service
@@ -27,6 +27,10 @@ class ExampleService(Service):
 
     def run_iteration(self) -> None:
         log.info("example iteration", extra={"iteration": self.lifecycle.state.iterations + 1})
+
+    def readiness_checks(self) -> dict[str, Callable[[], object]]:
+        # One per dependency, e.g. {"database": lambda: self.db.execute("SELECT 1")}.
+        return {"example": lambda: True}  # always passes
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from app.config import Config
 from app.heartbeat import DURATION_BUCKETS, LoopState
+from app.readiness import ReadinessChecks
 
 Probe = Callable[[], tuple[bool, dict[str, object]]]  # -> (ok, JSON body)
 _BUCKET_LABELS = (*(repr(bound) for bound in DURATION_BUCKETS), "+Inf")  # le="0.001" ...
@@ -66,11 +67,14 @@ class Metrics:
             )
         self._state = LoopState()
         self._is_up: Callable[[], bool] = lambda: False
+        self._checks: ReadinessChecks | None = None
         registry.register(self)  # as a collector: collect() below
 
-    def track(self, state: LoopState, is_up: Callable[[], bool]) -> None:
-        """Export `state`, and app_up from `is_up()`, from now on."""
-        self._state, self._is_up = state, is_up
+    def track(
+        self, state: LoopState, is_up: Callable[[], bool], checks: ReadinessChecks | None = None
+    ) -> None:
+        """Export `state`, app_up from `is_up()` and the results of `checks`, from now on."""
+        self._state, self._is_up, self._checks = state, is_up, checks
 
     def collect(self) -> Iterable[Metric]:
         """Build the loop's metric families from its state, at scrape time."""
@@ -105,6 +109,15 @@ class Metrics:
             buckets=buckets,
             sum_value=state.duration_sum,
         )
+        if self._checks is not None and self._checks.names:
+            passing = GaugeMetricFamily(
+                "app_readiness_check_ok",
+                "1 if the readiness check passed at its last run, else 0",
+                labels=["check"],
+            )
+            for entry in self._checks.report():
+                passing.add_metric([str(entry["name"])], entry["status"] == "ok")
+            yield passing
 
 
 class _Server(ThreadingMixIn, WSGIServer):

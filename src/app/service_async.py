@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 
 from app.config import Config
@@ -47,6 +48,16 @@ class AsyncService:
     async def teardown(self) -> None:
         """Release what setup() took. Runs once the loop has ended, however it ended."""
 
+    def readiness_checks(self) -> Mapping[str, Callable[[], Awaitable[object]]]:
+        """Dependency checks by name, e.g. `{"database": self.ping_database}` (coroutines).
+
+        Asked once, after setup(). Each check runs as a task beside the loop every
+        `readiness_check_interval_seconds`, cancelled after `readiness_check_timeout_seconds`;
+        while one raises or returns False, /readyz answers 503 and `app-health --ready`
+        fails. The loop runs on regardless. A check must not block the event loop.
+        """
+        return {}
+
     @property
     def stopping(self) -> bool:
         """True once a stop was requested: no new iteration will start."""
@@ -73,11 +84,16 @@ class AsyncService:
         try:
             life.starting()
             await self.setup()
+            checks = self.readiness_checks()
         except Exception as exc:  # noqa: BLE001 - start-up failed: logged with stack, exit 1
             return life.startup_failed(exc)
+        tasks = []
+        for name, check in checks.items():
+            life.checks.add(name)  # now, so /readyz says "not checked yet" until it has run
+            tasks.append(asyncio.create_task(self._run_check(name, check), name=f"check-{name}"))
         life.started()
         self._loop_due = time.monotonic() + self._lag_interval  # before the first iteration
-        lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
+        tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
         timeout = self.config.iteration_timeout_seconds
         watchdog = (
             Watchdog(timeout, lambda: self._loop_due, "event_loop_blocked") if timeout else None
@@ -94,7 +110,8 @@ class AsyncService:
         finally:
             if watchdog:
                 watchdog.stop()
-            lag_task.cancel()
+            for task in tasks:
+                task.cancel()
             life.begin_shutdown()
             teardown_error = await self._teardown()
         return life.finished(teardown_error, once_failed=once and once_failed)
@@ -164,6 +181,18 @@ class AsyncService:
             return
         with suppress(TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), seconds)
+
+    async def _run_check(self, name: str, check: Callable[[], Awaitable[object]]) -> None:
+        results = self.lifecycle.checks
+        while True:
+            started = results.begin(name)
+            try:
+                result = await asyncio.wait_for(check(), results.timeout_seconds)
+            except Exception as exc:  # noqa: BLE001 - a failed check means "not ready"
+                results.finish(name, started, None, exc)
+            else:
+                results.finish(name, started, result, None)
+            await asyncio.sleep(self.config.readiness_check_interval_seconds)
 
     async def _watch_loop_lag(self) -> None:
         """Measure how late the loop runs a timer; the watchdog reads `_loop_due`."""

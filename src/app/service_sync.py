@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from app.config import Config
 from app.heartbeat import HeartbeatFile
-from app.lifecycle import Lifecycle, Watchdog
+from app.lifecycle import Lifecycle, Watchdog, blocked_signals
 from app.metrics import Metrics
+from app.readiness import CheckThreads
 
 
 class Service:
@@ -37,6 +40,15 @@ class Service:
     def teardown(self) -> None:
         """Release what setup() took. Runs once the loop has ended, however it ended."""
 
+    def readiness_checks(self) -> Mapping[str, Callable[[], object]]:
+        """Dependency checks by name, e.g. `{"database": lambda: self.db.execute("SELECT 1")}`.
+
+        Asked once, after setup(). Each check runs in a thread of its own every
+        `readiness_check_interval_seconds`; while one raises or returns False, /readyz
+        answers 503 and `app-health --ready` fails. The loop runs on regardless.
+        """
+        return {}
+
     @property
     def stopping(self) -> bool:
         """True once a stop was requested: no new iteration will start."""
@@ -52,8 +64,11 @@ class Service:
         try:
             life.starting()
             self.setup()
+            checks = CheckThreads(life.checks, self.readiness_checks(), self.config)
         except Exception as exc:  # noqa: BLE001 - start-up failed: logged with stack, exit 1
             return life.startup_failed(exc)
+        with blocked_signals():  # signals go to the main thread, which handles them
+            checks.start()
         life.started()
         timeout = self.config.iteration_timeout_seconds
         watchdog = Watchdog(timeout, lambda: life.in_flight, "iteration_stuck") if timeout else None
@@ -70,6 +85,7 @@ class Service:
         finally:
             if watchdog:
                 watchdog.stop()
+            checks.stop()
             life.begin_shutdown()
             teardown_error = self._teardown()
         return life.finished(teardown_error, once_failed=once and once_failed)
