@@ -1,7 +1,13 @@
-"""Shared fixtures: a clean logging/env state per test, and a driver for the real commands."""
+"""Shared fixtures: a clean logging/env state per test, and a driver for the real commands.
+
+Also which execution models this copy has. Files used by one model carry `_sync` or `_async`
+in their names (`test_service_async.py`, `faults_sync.py`), so deleting a model is deleting
+those files; the shared tests run for each model in MODELS.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -18,6 +24,26 @@ from typing import Any
 import pytest
 
 BIN = Path(sys.executable).parent  # the console scripts live beside the interpreter
+TESTS = Path(__file__).resolve().parent
+
+# The models whose entry point is still there: "sync" (app-sync), "async" (app-async).
+MODELS = [
+    model
+    for model, module in (("sync", "app.main_sync"), ("async", "app.main_async"))
+    if importlib.util.find_spec(module)
+]
+COMMANDS = [f"app-{model}" for model in MODELS]
+
+
+def prefer(model: str) -> str:
+    """`model` if this copy has it, else the model it kept: for a test of shared plumbing
+    that needs one running service, not each."""
+    return model if model in MODELS else MODELS[0]
+
+
+def fault(model: str, name: str) -> list[str]:
+    """The argv of a service that misbehaves on purpose (tests/faults_MODEL.py, FAULT name)."""
+    return [sys.executable, str(TESTS / f"faults_{model}.py"), name]
 
 
 def wait_until(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import COMMANDS, prefer
 
 from app import config as config_module
 from app.config import Config, ConfigError, LoadedConfig, is_secret, load_config, redacted
@@ -672,50 +673,53 @@ def run_command(
     )
 
 
-COMMANDS = ["app-sync", "app-async"]
 # Each bad input runs under one of the two commands (they share the loading code): a
-# subprocess costs a few hundred milliseconds, more when coverage follows it.
+# subprocess costs a few hundred milliseconds, more when coverage follows it. Cases: model,
+# name, arguments, environment, config.yml, the problems expected.
 INVALID_RUNS = [
-    pytest.param(
-        "app-sync",
-        [],
-        {"APP_METRICS_PORT": "abc"},
-        None,
-        [("metrics_port='abc'", "APP_METRICS_PORT")],
-        id="sync-port",
-    ),
-    pytest.param(
-        "app-async",
-        [],
-        {"APP_METRICS_PORT": "abc", "APP_LOG_LEVEL": "loud"},
-        None,
-        [("metrics_port='abc'", "APP_METRICS_PORT"), ("log_level='loud'", "APP_LOG_LEVEL")],
-        id="async-two-problems",
-    ),
-    pytest.param(
-        "app-async",
-        ["--config", "missing.yml"],
-        {},
-        None,
-        [("YAML file missing.yml", "not found")],
-        id="async-missing-config-file",
-    ),
-    pytest.param(
-        "app-sync",
-        [],
-        {},
-        "- not\n- a mapping\n",
-        [("YAML file config.yml", "a mapping")],
-        id="sync-yaml-list",
-    ),
-    pytest.param(
-        "app-sync",
-        ["--check-config"],
-        {"APP_LOOP_SLEEP_SECONDS": "nan", "APP_ENV": "Prod"},
-        None,
-        [("loop_sleep_seconds='nan'", "APP_LOOP_SLEEP_SECONDS"), ("env='Prod'", "APP_ENV")],
-        id="sync-check-config",
-    ),
+    pytest.param(f"app-{prefer(model)}", *case, id=f"{prefer(model)}-{name}")
+    for model, name, *case in [
+        (
+            "sync",
+            "port",
+            [],
+            {"APP_METRICS_PORT": "abc"},
+            None,
+            [("metrics_port='abc'", "APP_METRICS_PORT")],
+        ),
+        (
+            "async",
+            "two-problems",
+            [],
+            {"APP_METRICS_PORT": "abc", "APP_LOG_LEVEL": "loud"},
+            None,
+            [("metrics_port='abc'", "APP_METRICS_PORT"), ("log_level='loud'", "APP_LOG_LEVEL")],
+        ),
+        (
+            "async",
+            "missing-config-file",
+            ["--config", "missing.yml"],
+            {},
+            None,
+            [("YAML file missing.yml", "not found")],
+        ),
+        (
+            "sync",
+            "yaml-list",
+            [],
+            {},
+            "- not\n- a mapping\n",
+            [("YAML file config.yml", "a mapping")],
+        ),
+        (
+            "sync",
+            "check-config",
+            ["--check-config"],
+            {"APP_LOOP_SLEEP_SECONDS": "nan", "APP_ENV": "Prod"},
+            None,
+            [("loop_sleep_seconds='nan'", "APP_LOOP_SLEEP_SECONDS"), ("env='Prod'", "APP_ENV")],
+        ),
+    ]
 ]
 
 
@@ -794,14 +798,15 @@ def test_version_option_prints_the_package_version(tmp_path: Path, command: str)
 def test_version_option_shows_the_configured_version(
     tmp_path: Path, env: dict[str, str], shown: str | None
 ) -> None:
-    result = run_command("app-sync", "--version", cwd=tmp_path, **env)
+    command = f"app-{prefer('sync')}"
+    result = run_command(command, "--version", cwd=tmp_path, **env)
 
     assert result.returncode == 0
-    assert result.stdout == f"app-sync {shown or metadata.version('python-service')}\n"
+    assert result.stdout == f"{command} {shown or metadata.version('python-service')}\n"
 
 
 def test_help_option_lists_the_options_and_exits_0(tmp_path: Path) -> None:
-    result = run_command("app-async", "--help", cwd=tmp_path)  # the same parser as app-sync
+    result = run_command(f"app-{prefer('async')}", "--help", cwd=tmp_path)  # one shared parser
 
     assert result.returncode == 0
     for option in ("--config", "--once", "--check-config", "--version"):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import BIN, prefer
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -439,7 +440,7 @@ def test_service_with_such_a_config_file_exits_78_with_one_json_record(
     (tmp_path / "config.yml").write_text(text)
 
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("app-sync")), "--check-config"],
+        [str(BIN / f"app-{prefer('sync')}"), "--check-config"],
         env={k: v for k, v in os.environ.items() if not k.startswith("APP_")},
         cwd=tmp_path,
         capture_output=True,

@@ -2,9 +2,9 @@
 
 `except Exception` around an iteration does not catch them, so they unwind the loop: the
 entry point logs one `crashed` record with the stack and exits 1, the heartbeat is removed,
-and nothing reaches stderr. (Exceptions in setup, teardown, a thread and an orphan task,
-and SystemExit in a sync iteration, are in test_e2e.py.) Also: a metric whose callback raises
-is one JSON record per scrape and a 500, not a traceback on stderr.
+and nothing reaches stderr. (Exceptions in setup, teardown and a thread, and SystemExit in a
+sync iteration, are in test_e2e.py; an orphan task in test_e2e_async.py.) Also: a metric whose
+callback raises is one JSON record per scrape and a 500, not a traceback on stderr.
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ import signal
 from pathlib import Path
 
 import pytest
-from test_e2e import Start, assert_clean_output, count, fault
+from conftest import MODELS, fault, prefer
+from test_e2e import Start, assert_clean_output, count
+
+BASE_EXCEPTIONS = [
+    ("sync", "keyboard_interrupt", "KeyboardInterrupt", "raise KeyboardInterrupt"),
+    ("async", "keyboard_interrupt", "KeyboardInterrupt", "raise KeyboardInterrupt"),
+    ("async", "system_exit", "SystemExit", "raise SystemExit(3)"),
+]
 
 
 @pytest.mark.parametrize(
     ("model", "fault_name", "exception", "raised"),
-    [
-        ("sync", "keyboard_interrupt", "KeyboardInterrupt", "raise KeyboardInterrupt"),
-        ("async", "keyboard_interrupt", "KeyboardInterrupt", "raise KeyboardInterrupt"),
-        ("async", "system_exit", "SystemExit", "raise SystemExit(3)"),
-    ],
+    [case for case in BASE_EXCEPTIONS if case[0] in MODELS],
 )
 def test_base_exception_in_an_iteration_is_one_crashed_record_and_status_1(
     start: Start,
@@ -50,7 +53,7 @@ def test_base_exception_in_an_iteration_is_one_crashed_record_and_status_1(
 
 def test_metric_that_fails_to_collect_is_a_json_record_and_a_500(start: Start) -> None:
     """A user's metric callback that raises must not put a traceback on stderr at each scrape."""
-    proc = start(fault("sync", "bad_metric"))
+    proc = start(fault(prefer("sync"), "bad_metric"))
     proc.wait_for_event("startup_success")
 
     status, body = proc.get("/metrics")

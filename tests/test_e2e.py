@@ -1,4 +1,8 @@
-"""The real commands as processes: real signals, log lines, HTTP endpoints, exit statuses."""
+"""The real commands as processes: real signals, log lines, HTTP endpoints, exit statuses.
+
+Each test runs for every model this copy has (conftest.MODELS); what only the asyncio loop
+does is in test_e2e_async.py.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,18 @@ import http.server
 import json
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Running, wait_until
+from conftest import COMMANDS, MODELS, Running, fault, prefer, wait_until
 
-COMMANDS = ["app-sync", "app-async"]
 SIGNALS = [signal.SIGTERM, signal.SIGINT]
-FAULTS = str(Path(__file__).with_name("fault_service.py"))
 REQUIRED_FIELDS = {"ts", "level", "service", "logger", "instance", "env", "run_id", "msg"}
 LIFECYCLE_FIELDS = {"event", "version", "commit", "config_source", "config_hash"}
 
 Start = Callable[..., Running]
-
-
-def fault(model: str, name: str) -> list[str]:
-    return [sys.executable, FAULTS, model, name]
 
 
 def assert_clean_output(proc: Running) -> None:
@@ -106,7 +103,7 @@ def _iterations(heartbeat: Path) -> int:
 
 # 4 signals per model in the quick run; the slow run sends 60, every one a clean exit.
 @pytest.mark.parametrize("rounds", [2, pytest.param(30, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_signal_in_busy_loop_exits_cleanly(
     start: Start, service_env: dict[str, str], model: str, rounds: int
 ) -> None:
@@ -116,7 +113,7 @@ def test_signal_in_busy_loop_exits_cleanly(
         busy_loop_stops_cleanly(start, model, heartbeat, sig)
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_second_signal_forces_exit(start: Start, model: str) -> None:
     proc = start(fault(model, "slow_teardown"))
     proc.wait_for_event("startup_success")
@@ -132,7 +129,7 @@ def test_second_signal_forces_exit(start: Start, model: str) -> None:
     assert_clean_output(proc)
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_failing_iterations_are_logged_and_the_loop_goes_on(start: Start, model: str) -> None:
     proc = start(fault(model, "raise_always"))
     wait_until(lambda: count(proc, "iteration_failed") >= 3)
@@ -150,7 +147,7 @@ def test_failing_iterations_are_logged_and_the_loop_goes_on(start: Start, model:
     assert_clean_output(proc)
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_failure_budget_ends_service_with_status_1(
     start: Start, service_env: dict[str, str], model: str
 ) -> None:
@@ -165,14 +162,14 @@ def test_failure_budget_ends_service_with_status_1(
 
 def test_successes_reset_the_failure_budget(start: Start) -> None:
     """Failing every other iteration never makes 2 failures in a row."""
-    proc = start(fault("sync", "raise_odd"), APP_MAX_CONSECUTIVE_FAILURES="2")
+    proc = start(fault(prefer("sync"), "raise_odd"), APP_MAX_CONSECUTIVE_FAILURES="2")
     wait_until(lambda: count(proc, "iteration_failed") >= 4)
     assert proc.proc.poll() is None
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.wait() == 0
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_setup_failure_is_startup_failed_with_stack(
     start: Start, service_env: dict[str, str], model: str
 ) -> None:
@@ -187,7 +184,7 @@ def test_setup_failure_is_startup_failed_with_stack(
     assert_clean_output(proc)
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_teardown_failure_exits_1_after_logging_it(start: Start, model: str) -> None:
     proc = start(fault(model, "raise_teardown"))
     proc.wait_for_event("startup_success")
@@ -215,7 +212,7 @@ def test_port_in_use_is_a_clear_startup_failure(start: Start, command: str) -> N
     assert_clean_output(proc)
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_slow_iteration_finishes_before_shutdown(start: Start, model: str) -> None:
     proc = start(fault(model, "slow_iteration"), FAULT_SECONDS="1", APP_LOOP_SLEEP_SECONDS="5")
     wait_until(lambda: any(r.get("marker") == "iteration_begin" for r in proc.records))
@@ -226,33 +223,16 @@ def test_slow_iteration_finishes_before_shutdown(start: Start, model: str) -> No
     assert complete["failures"] == 0
 
 
-def test_hanging_async_iteration_is_cancelled_after_shutdown_timeout(start: Start) -> None:
-    proc = start(fault("async", "hang"), APP_SHUTDOWN_TIMEOUT_SECONDS="0.5")
-    wait_until(lambda: any(r.get("marker") == "iteration_begin" for r in proc.records))
-    proc.proc.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0
-    timeout = proc.events("iteration_timeout")
-    assert len(timeout) == 1
-    assert timeout[0]["reason"] == "shutdown_timeout_seconds"
-    assert proc.events("shutdown_complete")[0]["shutdown_duration_ms"] >= 500
-    assert_clean_output(proc)
-
-
-def test_async_iteration_over_time_is_cancelled_and_counted(start: Start) -> None:
-    proc = start(fault("async", "hang"), APP_ITERATION_TIMEOUT_SECONDS="0.2")
-    wait_until(lambda: count(proc, "iteration_timeout") >= 2)
-    timeout = proc.events("iteration_timeout")[0]
-    assert timeout["reason"] == "iteration_timeout_seconds"
-    assert timeout["exception_type"] == "TimeoutError"
-    assert proc.proc.poll() is None  # counted as a failure, the loop goes on
-    proc.proc.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0
-    assert_clean_output(proc)
+# Sync: an iteration stuck in a blocking call. Async: a blocking call in a coroutine, which
+# stops the whole event loop.
+WATCHDOG_CASES = {
+    "sync": ("stuck", "iteration_stuck"),
+    "async": ("block_loop", "event_loop_blocked"),
+}
 
 
 @pytest.mark.parametrize(
-    ("model", "fault_name", "reason"),
-    [("sync", "stuck", "iteration_stuck"), ("async", "block_loop", "event_loop_blocked")],
+    ("model", "fault_name", "reason"), [(model, *WATCHDOG_CASES[model]) for model in MODELS]
 )
 def test_watchdog_ends_a_stuck_process_with_its_stack(
     start: Start, model: str, fault_name: str, reason: str
@@ -266,7 +246,7 @@ def test_watchdog_ends_a_stuck_process_with_its_stack(
     assert_clean_output(proc)
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_background_thread_exception_is_logged_as_json(start: Start, model: str) -> None:
     proc = start(fault(model, "thread_error"))
     record = proc.wait_for_event("unhandled_exception")
@@ -280,25 +260,15 @@ def test_background_thread_exception_is_logged_as_json(start: Start, model: str)
     assert_clean_output(proc)
 
 
-def test_task_exception_nobody_awaited_is_logged_as_json(start: Start) -> None:
-    proc = start(fault("async", "orphan_task"))
-    record = proc.wait_for_event("unhandled_exception")
-    assert record["exception_type"] == "KeyError"
-    assert record["where"] == "asyncio"
-    proc.proc.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0
-    assert_clean_output(proc)
-
-
 def test_system_exit_in_an_iteration_is_a_crash(start: Start, service_env: dict[str, str]) -> None:
-    proc = start(fault("sync", "system_exit"))
+    proc = start(fault(prefer("sync"), "system_exit"))
     assert proc.wait() == 1
     assert proc.events("crashed")[0]["exception_type"] == "SystemExit"
     assert not Path(service_env["APP_HEARTBEAT_FILE"]).exists()
     assert_clean_output(proc)
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize(("fault_name", "status"), [("ok", 0), ("raise_always", 1)])
 def test_once_runs_one_iteration_and_reports_it(
     start: Start, service_env: dict[str, str], model: str, fault_name: str, status: int
@@ -339,7 +309,7 @@ def gateway() -> Iterator[str]:
     server.server_close()
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_once_pushes_metrics_to_the_pushgateway(start: Start, gateway: str, model: str) -> None:
     proc = start(fault(model, "ok"), "--once", APP_PUSHGATEWAY_URL=gateway, APP_INSTANCE="box-1")
     assert proc.wait() == 0
@@ -356,16 +326,15 @@ def test_unreachable_pushgateway_is_logged_and_keeps_the_status(start: Start) ->
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{closed.getsockname()[1]}"
-    proc = start(fault("sync", "ok"), "--once", APP_PUSHGATEWAY_URL=url)
+    proc = start(fault(prefer("sync"), "ok"), "--once", APP_PUSHGATEWAY_URL=url)
     assert proc.wait() == 0
     assert count(proc, "push_failed") == 1
     assert_clean_output(proc)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_readiness_and_up_drop_as_soon_as_shutdown_begins(start: Start, command: str) -> None:
+@pytest.mark.parametrize("model", MODELS)
+def test_readiness_and_up_drop_as_soon_as_shutdown_begins(start: Start, model: str) -> None:
     """A stop request flips /readyz and app_up before the in-flight iteration ends."""
-    model = "sync" if command == "app-sync" else "async"
     proc = start(fault(model, "slow_iteration"), FAULT_SECONDS="1.5", APP_LOOP_SLEEP_SECONDS="0")
     wait_until(lambda: proc.get("/readyz")[0] == 200)
     wait_until(lambda: any(r.get("marker") == "iteration_begin" for r in proc.records))

@@ -20,7 +20,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,14 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Running, wait_until
+from conftest import BIN, MODELS, Running, fault, wait_until
 
 LOAD_SECONDS = 10.0  # per model
 CLIENTS = 6
 PATHS = ("/metrics", "/healthz", "/readyz")
 MAX_AGE_SECONDS = 5.0  # /healthz and app-health fail if the loop stalls this long
 HANDLER_TIMEOUT_SECONDS = 10  # metrics.py: a silent client's thread gives up after this
-FAULTS = str(Path(__file__).with_name("fault_service.py"))
 
 pytestmark = pytest.mark.slow
 
@@ -164,13 +162,13 @@ def in_thread(target: Callable[..., object], *args: object) -> threading.Thread:
     return thread
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_endpoints_under_load_and_garbage_never_fail_and_the_loop_goes_on(
     start: Callable[..., Running], service_env: dict[str, str], model: str
 ) -> None:
     heartbeat = Path(service_env["APP_HEARTBEAT_FILE"])
     proc = start(
-        [sys.executable, FAULTS, model, "ok"],
+        fault(model, "ok"),
         APP_LOOP_SLEEP_SECONDS="0.01",
         APP_HEALTH_MAX_AGE_SECONDS=str(MAX_AGE_SECONDS),
     )

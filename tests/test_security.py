@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Running, wait_until
+from conftest import COMMANDS, Running, prefer, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3t-value"
@@ -29,7 +29,7 @@ ADDED_SETTINGS = """\
     api_token: str = ""
     database_dsn: str = setting("", pattern=r"(postgres://.+)?")
 """
-RUN_COPY = "import sys; from app.main_sync import main; sys.exit(main())"
+RUN_COPY = f"import sys; from app.main_{prefer('sync')} import main; sys.exit(main())"
 
 
 # --- Binding to loopback ----------------------------------------------------------------------
@@ -70,7 +70,7 @@ def local_address() -> str:
 def test_metrics_host_loopback_is_not_reachable_on_other_addresses(
     start: Callable[..., Running], local_address: str, host: str, expected: bool
 ) -> None:
-    proc = start("app-sync", APP_METRICS_HOST=host)
+    proc = start(f"app-{prefer('sync')}", APP_METRICS_HOST=host)
     port = proc.port
 
     assert reachable(local_address, port) is expected
@@ -210,7 +210,7 @@ def test_image_runs_as_a_non_root_user_with_nothing_writable_of_its_own() -> Non
 def test_compose_runs_read_only_with_only_tmp_writable() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     apps = {name: s for name, s in compose["services"].items() if name.startswith("app-")}
-    assert set(apps) == {"app-sync", "app-async"}
+    assert set(apps) == set(COMMANDS)  # a service per model
     for name, service in apps.items():
         assert service["read_only"] is True, name
         assert [mount.split(":")[0] for mount in service["tmpfs"]] == ["/tmp"], name

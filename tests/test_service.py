@@ -1,24 +1,28 @@
-"""Service and AsyncService in-process: the loop, its bookkeeping, metrics and heartbeat."""
+"""Service and AsyncService in-process: the loop, its bookkeeping, metrics and heartbeat.
+
+The loop tests run for each model this copy has (conftest.MODELS); what only one model
+does is in test_service_sync.py and test_service_async.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
 import threading
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import MODELS
 
 from app.config import Config
 from app.heartbeat import HeartbeatFile, LoopState
 from app.lifecycle import EXIT_CRASH, EXIT_OK, Lifecycle, StopLatch, capture_signals
 from app.metrics import Metrics
-from app.service_async import AsyncService
-from app.service_sync import Service
 
 
 def make_config(**overrides: Any) -> Config:
@@ -35,87 +39,29 @@ def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecor
     return [r for r in caplog.records if getattr(r, "event", None) == name]
 
 
-class Counting(Service):
-    """Stops itself after `limit` iterations; fails the iterations listed in `failing`."""
-
-    limit = 3
-    failing: tuple[int, ...] = ()
-
-    def __init__(self, config: Config, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
-        self.calls: list[str] = []
-
-    def setup(self) -> None:
-        self.calls.append("setup")
-
-    def run_iteration(self) -> None:
-        n = self.lifecycle.state.iterations + 1
-        self.calls.append(f"iteration {n}")
-        if n >= self.limit:
-            self.stop("done")
-        if n in self.failing:
-            raise RuntimeError(f"iteration {n} failed")
-
-    def teardown(self) -> None:
-        self.calls.append("teardown")
-
-
-class AsyncCounting(AsyncService):
-    limit = 3
-    failing: tuple[int, ...] = ()
-
-    def __init__(self, config: Config, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
-        self.calls: list[str] = []
-
-    async def setup(self) -> None:
-        self.calls.append("setup")
-
-    async def run_iteration(self) -> None:
-        n = self.lifecycle.state.iterations + 1
-        self.calls.append(f"iteration {n}")
-        if n >= self.limit:
-            self.stop("done")
-        if n in self.failing:
-            raise RuntimeError(f"iteration {n} failed")
-
-    async def teardown(self) -> None:
-        self.calls.append("teardown")
-
-
-def run(service: Service | AsyncService, once: bool = False) -> int:
-    try:
-        if isinstance(service, AsyncService):
-            return asyncio.run(service.start(once=once))
-        return service.start(once=once)
-    finally:
-        service.lifecycle.latch.close()
-
-
-@pytest.fixture(params=["sync", "async"])
-def model(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def build(model: str, config: Config, **kwargs: Any) -> Counting | AsyncCounting:
-    return (Counting if model == "sync" else AsyncCounting)(config, **kwargs)
+@pytest.fixture(params=MODELS)
+def model(request: pytest.FixtureRequest) -> ModuleType:
+    """The model's half of these tests, counting_sync.py or counting_async.py: `Counting`,
+    a service that stops itself after `limit` iterations and fails those in `failing`, and
+    `run(service, once=False)`, which runs it in this process and returns the exit status."""
+    return importlib.import_module(f"counting_{request.param}")
 
 
 def test_start_runs_setup_loop_teardown_in_order(
-    model: str, caplog: pytest.LogCaptureFixture
+    model: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service = build(model, make_config())
-    assert run(service) == EXIT_OK
+    service = model.Counting(make_config())
+    assert model.run(service) == EXIT_OK
     assert service.calls == ["setup", "iteration 1", "iteration 2", "iteration 3", "teardown"]
     names = [r.event for r in caplog.records if hasattr(r, "event")]
     assert names == ["startup_success", "shutting_down", "shutdown_complete"]
     assert events(caplog, "shutting_down")[0].reason == "done"  # type: ignore[attr-defined]
 
 
-def test_iterations_update_metrics(model: str) -> None:
-    service = build(model, make_config())
+def test_iterations_update_metrics(model: ModuleType) -> None:
+    service = model.Counting(make_config())
     service.failing = (2,)
-    assert run(service) == EXIT_OK
+    assert model.run(service) == EXIT_OK
     sample = service.metrics.registry.get_sample_value
     assert sample("app_iterations_total") == 3
     assert sample("app_iteration_failures_total") == 1
@@ -125,11 +71,11 @@ def test_iterations_update_metrics(model: str) -> None:
 
 
 def test_failed_iteration_is_logged_with_stack_and_loop_goes_on(
-    model: str, caplog: pytest.LogCaptureFixture
+    model: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service = build(model, make_config())
+    service = model.Counting(make_config())
     service.failing = (1, 2)
-    assert run(service) == EXIT_OK
+    assert model.run(service) == EXIT_OK
     failed = events(caplog, "iteration_failed")
     assert len(failed) == 2
     assert failed[0].exc_info is not None
@@ -137,72 +83,64 @@ def test_failed_iteration_is_logged_with_stack_and_loop_goes_on(
     assert service.lifecycle.state.consecutive_failures == 0  # iteration 3 succeeded
 
 
-def test_failure_budget_stops_with_status_1(model: str, caplog: pytest.LogCaptureFixture) -> None:
-    service = build(model, make_config(max_consecutive_failures=2))
+def test_failure_budget_stops_with_status_1(
+    model: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = model.Counting(make_config(max_consecutive_failures=2))
     service.limit, service.failing = 10, (1, 2, 3)
-    assert run(service) == EXIT_CRASH
+    assert model.run(service) == EXIT_CRASH
     assert service.calls[-2:] == ["iteration 2", "teardown"]
     reason = events(caplog, "shutting_down")[0].reason  # type: ignore[attr-defined]
     assert reason == "max_consecutive_failures"
 
 
 @pytest.mark.parametrize(("failing", "status"), [((), EXIT_OK), ((1,), EXIT_CRASH)])
-def test_once_runs_exactly_one_iteration(model: str, failing: tuple[int, ...], status: int) -> None:
-    service = build(model, make_config(loop_sleep_seconds=600))
+def test_once_runs_exactly_one_iteration(
+    model: ModuleType, failing: tuple[int, ...], status: int
+) -> None:
+    service = model.Counting(make_config(loop_sleep_seconds=600))
     service.limit, service.failing = 10, failing
-    assert run(service, once=True) == status
+    assert model.run(service, once=True) == status
     assert service.calls == ["setup", "iteration 1", "teardown"]
 
 
-def test_base_class_run_iteration_must_be_overridden() -> None:
-    assert run(Service(make_config()), once=True) == EXIT_CRASH
-    assert run(AsyncService(make_config()), once=True) == EXIT_CRASH
-
-
 def test_setup_failure_skips_loop_and_teardown(
-    model: str, caplog: pytest.LogCaptureFixture
+    model: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service = build(model, make_config())
+    service = model.Counting(make_config())
 
     def broken(*args: object) -> None:
         raise OSError("database unreachable")
 
-    service.setup = broken  # type: ignore[method-assign]
-    assert run(service) == EXIT_CRASH
+    service.setup = broken
+    assert model.run(service) == EXIT_CRASH
     assert service.calls == []
     failed = events(caplog, "startup_failed")
     assert len(failed) == 1
     assert failed[0].exc_info is not None
 
 
-def test_teardown_failure_is_status_1(model: str, caplog: pytest.LogCaptureFixture) -> None:
-    service = build(model, make_config())
-
-    async def broken_async() -> None:
-        raise RuntimeError("close failed")
-
-    def broken() -> None:
-        raise RuntimeError("close failed")
-
-    service.teardown = broken_async if model == "async" else broken  # type: ignore[method-assign]
-    assert run(service) == EXIT_CRASH
+def test_teardown_failure_is_status_1(model: ModuleType, caplog: pytest.LogCaptureFixture) -> None:
+    service = model.Counting(make_config())
+    service.teardown_error = RuntimeError("close failed")
+    assert model.run(service) == EXIT_CRASH
     assert events(caplog, "crashed")[0].reason == "teardown_failed"  # type: ignore[attr-defined]
     assert events(caplog, "shutdown_complete")[0].exit_status == 1  # type: ignore[attr-defined]
 
 
-def test_heartbeat_reports_progress_and_is_removed(model: str, tmp_path: Path) -> None:
+def test_heartbeat_reports_progress_and_is_removed(model: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "beat.json"
     beat = HeartbeatFile(path, {"run_id": "r1", "service": "s"}, 30.0)
     seen: list[dict[str, Any]] = []
-    service = build(model, make_config(loop_sleep_seconds=0.3), heartbeat=beat)
+    service = model.Counting(make_config(loop_sleep_seconds=0.3), heartbeat=beat)
     original = service.run_iteration
 
     def spy() -> Any:
         seen.append(json.loads(path.read_text()))
         return original()
 
-    service.run_iteration = spy  # type: ignore[method-assign]
-    assert run(service) == EXIT_OK
+    service.run_iteration = spy
+    assert model.run(service) == EXIT_OK
     assert [s["status"] for s in seen] == ["running"] * 3
     assert [s["iterations"] for s in seen] == [0, 1, 2]  # written before each wait
     assert seen[0]["run_id"] == "r1"
@@ -210,11 +148,11 @@ def test_heartbeat_reports_progress_and_is_removed(model: str, tmp_path: Path) -
     assert not path.exists()
 
 
-def test_stop_from_another_thread_ends_a_long_wait(model: str) -> None:
-    service = build(model, make_config(loop_sleep_seconds=600))
+def test_stop_from_another_thread_ends_a_long_wait(model: ModuleType) -> None:
+    service = model.Counting(make_config(loop_sleep_seconds=600))
     service.limit = 10
     result: list[int] = []
-    worker = threading.Thread(target=lambda: result.append(run(service)))
+    worker = threading.Thread(target=lambda: result.append(model.run(service)))
     worker.start()
     while service.lifecycle.state.iterations == 0 and worker.is_alive():
         worker.join(0.01)
@@ -222,50 +160,6 @@ def test_stop_from_another_thread_ends_a_long_wait(model: str) -> None:
     worker.join(timeout=10)
     assert not worker.is_alive(), "a 600 s wait ignored stop()"
     assert result == [EXIT_OK]
-
-
-def test_async_iteration_over_time_is_cancelled_and_counted(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    class Hanging(AsyncCounting):
-        async def run_iteration(self) -> None:
-            await super().run_iteration()
-            if self.lifecycle.state.iterations == 0:
-                await asyncio.sleep(3600)
-
-    service = Hanging(make_config(iteration_timeout_seconds=0.05))
-    assert run(service) == EXIT_OK
-    timeouts = events(caplog, "iteration_timeout")
-    assert [t.reason for t in timeouts] == ["iteration_timeout_seconds"]  # type: ignore[attr-defined]
-    assert service.lifecycle.state.failures == 1
-
-
-def test_async_stop_cancels_the_iteration_after_shutdown_timeout(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    class Hanging(AsyncService):
-        async def run_iteration(self) -> None:
-            self.stop("test")
-            await asyncio.sleep(3600)
-
-    service = Hanging(make_config(shutdown_timeout_seconds=0.05))
-    assert run(service) == EXIT_OK
-    assert events(caplog, "iteration_timeout")[0].reason == "shutdown_timeout_seconds"  # type: ignore[attr-defined]
-
-
-def test_async_stop_lets_a_short_iteration_finish() -> None:
-    class Short(AsyncService):
-        finished = False
-
-        async def run_iteration(self) -> None:
-            self.stop("test")
-            await asyncio.sleep(0.05)
-            self.finished = True
-
-    service = Short(make_config(shutdown_timeout_seconds=5))
-    assert run(service) == EXIT_OK
-    assert service.finished
-    assert service.lifecycle.state.failures == 0
 
 
 def test_health_is_stale_when_no_progress_within_max_age() -> None:
@@ -345,42 +239,3 @@ def test_capture_signals_turns_sigterm_into_a_stop_and_restores_handlers() -> No
         assert latch.signals == 1
     assert signal.getsignal(signal.SIGTERM) is before
     latch.close()
-
-
-def test_async_deadline_leaves_the_task_clean_for_later_timeouts(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """After the watchdog cancels one iteration, the next one's own asyncio.timeout works."""
-
-    class Hangs(AsyncService):
-        async def run_iteration(self) -> None:
-            n = self.lifecycle.state.iterations + 1
-            if n == 1:
-                await asyncio.sleep(3600)  # cancelled by iteration_timeout_seconds
-            if n == 2:
-                async with asyncio.timeout(0.01):  # the service's own timeout
-                    await asyncio.sleep(3600)
-            self.stop("done")
-
-    service = Hangs(make_config(iteration_timeout_seconds=0.1))
-    assert run(service) == EXIT_OK
-    assert [r.event for r in caplog.records if hasattr(r, "event")][1:3] == [
-        "iteration_timeout",
-        "iteration_failed",  # the service's own TimeoutError, not the deadline's
-    ]
-    assert service.lifecycle.state.iterations == 3
-
-
-def test_async_iteration_that_swallows_the_cancel_counts_as_finished() -> None:
-    class Stubborn(AsyncService):
-        async def run_iteration(self) -> None:
-            self.stop("test")
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                await asyncio.sleep(0.01)  # cleans up, then returns normally
-
-    service = Stubborn(make_config(shutdown_timeout_seconds=0.05))
-    assert run(service) == EXIT_OK
-    assert service.lifecycle.state.failures == 0
-    assert service.lifecycle.state.iterations == 1

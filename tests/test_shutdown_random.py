@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Running, wait_until
+from conftest import MODELS, Running, fault, wait_until
 
 RUNS_PER_MODEL = 50
 PARALLEL = 4  # processes at once: most of a run is waiting, so 4 fit on 2 cores
 PHASES = ("setup", "iteration", "sleep", "teardown")
-FAULTS = str(Path(__file__).with_name("fault_service.py"))
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +106,7 @@ def run_once(model: str, plan: Plan, workdir: Path, base_env: dict[str, str]) ->
     workdir.mkdir()
     heartbeat = workdir / "heartbeat.json"
     env = {**base_env, **plan.env(), "APP_HEARTBEAT_FILE": str(heartbeat)}
-    proc = Running([sys.executable, FAULTS, model, "phases"], env, workdir)
+    proc = Running(fault(model, "phases"), env, workdir)
     try:
         marker, count = plan.marker()
         wait_until(lambda: has_marker(proc, marker, count) or proc.proc.poll() is not None, 20)
@@ -165,7 +163,7 @@ def check_run(proc: Running, status: int, plan: Plan, workdir: Path) -> list[str
     return problems
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_signal_at_a_random_moment_always_shuts_down_cleanly(
     model: str, tmp_path: Path, service_env: dict[str, str]
 ) -> None:

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Running, wait_until
+from conftest import MODELS, Running, fault, wait_until
 
 WARMUP_ITERATIONS = 100_000
 SOAK_ITERATIONS = 2_000_000  # after the warm-up; a leak of 1 byte each would show as 2 MB
 MIN_SCRAPES = 100  # after the warm-up: a scrape must not leak either
 MAX_RSS_GROWTH_KB = 1024
 SCRAPE_INTERVAL_SECONDS = 0.01
-FAULTS = str(Path(__file__).with_name("fault_service.py"))
 
 pytestmark = [
     pytest.mark.slow,
@@ -54,11 +52,11 @@ def iterations(proc: Running) -> int:
     return int(float(line.split()[1]))
 
 
-@pytest.mark.parametrize("model", ["sync", "async"])
+@pytest.mark.parametrize("model", MODELS)
 def test_a_million_iterations_leak_no_memory_descriptors_or_threads(
     start: Callable[..., Running], model: str
 ) -> None:
-    proc = start([sys.executable, FAULTS, model, "ok"], APP_LOOP_SLEEP_SECONDS="0")
+    proc = start(fault(model, "ok"), APP_LOOP_SLEEP_SECONDS="0")
     pid = proc.proc.pid
     proc.wait_for_event("startup_success")
     # Two threads when quiet: the loop's and the metrics server's. A scrape adds one for

@@ -1,0 +1,78 @@
+"""A `Service` that misbehaves on purpose, run as a real process: `faults_sync.py FAULT`.
+
+See tests/faults.py for the FAULT names and the variables that time the phases.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from faults import fail_every, marker, queue_depth, raise_in_thread, seconds, stop_after
+from prometheus_client import Gauge
+
+from app.main_sync import run
+from app.service_sync import Service
+
+
+class SyncFaults(Service):
+    fault = "ok"
+
+    def setup(self) -> None:
+        if self.fault == "raise_setup":
+            raise RuntimeError("setup failed on purpose")
+        if self.fault == "slow_setup":
+            time.sleep(seconds("FAULT_SECONDS", "1"))
+        if self.fault == "phases":
+            marker("setup_begin")
+            time.sleep(seconds("FAULT_SETUP_SECONDS"))
+        if self.fault == "bad_metric":  # a user's metric whose callback fails at every scrape
+            gauge = Gauge("app_queue_depth", "Jobs waiting", registry=self.metrics.registry)
+            gauge.set_function(queue_depth)
+
+    def run_iteration(self) -> None:
+        count = self.lifecycle.state.iterations + 1
+        if self.fault == "phases":
+            marker("iteration_begin", count=count)
+            time.sleep(seconds("FAULT_ITERATION_SECONDS"))
+            marker("iteration_end", count=count)
+            if count == stop_after():
+                self.stop("done")
+        if self.fault == "raise_always":
+            raise ValueError("always failing")
+        if self.fault == "raise_odd":
+            fail_every(2, count + 1)
+        if self.fault == "slow_iteration":
+            marker("iteration_begin", count=count)
+            time.sleep(seconds("FAULT_SECONDS", "1"))
+        if self.fault == "stuck":
+            time.sleep(3600)
+        if self.fault == "thread_error" and count == 1:
+            thread = threading.Thread(target=raise_in_thread, name="worker-1")
+            thread.start()
+            thread.join()
+        if self.fault == "system_exit":
+            raise SystemExit(3)
+        if self.fault == "keyboard_interrupt":
+            raise KeyboardInterrupt
+
+    def teardown(self) -> None:
+        if self.fault == "raise_teardown":
+            raise RuntimeError("teardown failed on purpose")
+        if self.fault == "slow_teardown":
+            marker("teardown_begin")
+            time.sleep(seconds("FAULT_SECONDS", "30"))
+        if self.fault == "phases":
+            marker("teardown_begin")
+            time.sleep(seconds("FAULT_TEARDOWN_SECONDS"))
+
+
+def main(argv: list[str]) -> int:
+    fault, *rest = argv
+    SyncFaults.fault = fault
+    return run(SyncFaults, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
