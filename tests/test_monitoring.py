@@ -1,15 +1,15 @@
 """The service under a real Prometheus and Pushgateway (Debian's `prometheus` and
-`prometheus-pushgateway`; `.ci/ops-checks install` installs them). Loopback only."""
+`prometheus-pushgateway`; `.ci/ops-checks install` installs them). Loopback only.
+
+The dashboard's queries against them are in test_dashboard.py."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,20 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Running, wait_until
-from promql import ALERTS, alert_rules, dashboard_queries
+from conftest import Running, fault, prefer, wait_until
+from promql import ALERTS, alert_rules
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 Start = Callable[..., Running]
 CRON = {"APP_SERVICE_NAME": "python-service-cron", "APP_INSTANCE": "cron"}
-# Grafana fills these in before it sends a dashboard query.
-VARIABLES = {
-    "$__rate_interval": "5s",  # five 1 s scrapes
-    "$job": "python-service",
-    "$instance": ".*",
-    "$cron_job": "python-service-cron",
-}
 
 
 def binary(name: str) -> str:
@@ -150,7 +143,7 @@ def value(result: list[dict[str, Any]]) -> float:
 def test_prometheus_scrapes_the_service_and_sees_it_go_down(
     start: Start, prometheus: Callable[[list[str], list[str]], Server]
 ) -> None:
-    service = start("app-sync")
+    service = start(f"app-{prefer('sync')}")
     prom = prometheus([address(service)], [])
     instance = f'{{instance="{address(service)}"}}'
     wait_until(lambda: prom.query(f"app_iterations_total{instance} > 0"), timeout=15)
@@ -183,30 +176,6 @@ def test_prometheus_scrapes_the_service_and_sees_it_go_down(
     assert down["labels"]["instance"] == address(service)
 
 
-def test_every_dashboard_query_returns_data(
-    start: Start, prometheus: Callable[[list[str], list[str]], Server], pushgateway: Server
-) -> None:
-    """Both models and a CronJob-style push: no panel of the dashboard stays empty."""
-    once = start("app-sync", "--once", APP_PUSHGATEWAY_URL=pushgateway.url, **CRON)
-    assert once.wait() == 0
-    services = [start("app-sync"), start("app-async")]
-    gateway = pushgateway.url.removeprefix("http://")
-    prom = prometheus([address(s) for s in services], [gateway])
-
-    queries = []
-    for query in dashboard_queries():
-        for name, replacement in VARIABLES.items():
-            query = query.replace(name, replacement)
-        queries.append(query)
-
-    def empty() -> list[str]:
-        return [query for query in queries if not prom.query(query)]
-
-    with contextlib.suppress(pytest.fail.Exception):  # the assert below names the queries
-        wait_until(lambda: not empty(), timeout=20, interval=0.5)
-    assert empty() == []
-
-
 def test_cron_runs_push_their_outcome_and_keep_the_last_success(
     start: Start, pushgateway: Server
 ) -> None:
@@ -221,7 +190,7 @@ def test_cron_runs_push_their_outcome_and_keep_the_last_success(
             line.split("{")[0]: float(line.split(labels)[1]) for line in lines if labels in line
         }
 
-    ok = start("app-sync", "--once", APP_PUSHGATEWAY_URL=pushgateway.url, **CRON)
+    ok = start(f"app-{prefer('sync')}", "--once", APP_PUSHGATEWAY_URL=pushgateway.url, **CRON)
     assert ok.wait() == 0
     first = group()
     assert first["app_run_success"] == 1
@@ -229,9 +198,11 @@ def test_cron_runs_push_their_outcome_and_keep_the_last_success(
     assert first["app_iterations_total"] == 1
     assert first["app_last_success_timestamp_seconds"] > 0
 
-    faults = [sys.executable, str(Path(__file__).with_name("fault_service.py"))]
     failing = start(
-        [*faults, "sync", "raise_always"], "--once", APP_PUSHGATEWAY_URL=pushgateway.url, **CRON
+        fault(prefer("sync"), "raise_always"),
+        "--once",
+        APP_PUSHGATEWAY_URL=pushgateway.url,
+        **CRON,
     )
     assert failing.wait() == 1
     second = group()
