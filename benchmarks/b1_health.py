@@ -9,8 +9,10 @@ from benchmarks.core import Figure, Plan, interleave, median
 from benchmarks.procs import (
     BASELINES,
     BIN,
+    COMMAND,
     PYTHON,
     base_env,
+    prefer,
     run_timed,
     running,
     service_env,
@@ -21,7 +23,8 @@ from benchmarks.procs import (
 def measure(plan: Plan) -> list[Figure]:
     with workspace() as tmp:
         heartbeat = tmp / "heartbeat.json"
-        with running([str(BIN / "app-sync")], service_env(heartbeat, 1.0), tmp) as service:
+        service_argv = [COMMAND[prefer("sync")]]  # either model writes the same heartbeat
+        with running(service_argv, service_env(heartbeat, 1.0), tmp) as service:
             service.wait_event("startup_success")
             # As in the Docker image: APP_HEARTBEAT_FILE names the file, nothing else is read.
             env = base_env(APP_HEARTBEAT_FILE=str(heartbeat))

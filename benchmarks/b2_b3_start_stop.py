@@ -11,7 +11,9 @@ from pathlib import Path
 from benchmarks.core import BenchError, Figure, Plan, interleave, median
 from benchmarks.procs import (
     BASELINES,
-    BIN,
+    COMMAND,
+    LOOP_FLOOR,
+    MODELS,
     NOOP,
     PYTHON,
     Running,
@@ -24,7 +26,11 @@ from benchmarks.procs import (
 IDLE_SLEEP_SECONDS = 30.0  # a stop must not wait for the sleep to end
 SETTLE_SECONDS = 0.1  # after ready: the first iteration is done, the loop is waiting
 PROM_FLOOR = str(BASELINES / "prom_floor.py")
-ASYNCIO_FLOOR = str(BASELINES / "asyncio_floor.py")
+# Per model: the floor its start is compared with (B2), and the one its idle stop is (B3).
+# "floor" is the prometheus floor; the others are the asyncio model's own.
+START_FLOOR = {"sync": "floor", "async": "floor+asyncio"}
+STOP_FLOOR = {"sync": "floor", "async": "asyncio floor"}
+FLOOR_NAMES = {"floor": "prometheus floor", "floor+asyncio": "prometheus floor + import asyncio"}
 
 
 @dataclass(frozen=True)
@@ -43,38 +49,12 @@ class BusyStop:
 def measure(plan: Plan) -> list[Figure]:
     with workspace() as tmp:
         lives = _idle_lives(tmp, plan)
-        busy = {model: _busy_stops(tmp, plan, model) for model in ("sync", "async")}
+        busy = {model: _busy_stops(tmp, plan, model) for model in MODELS}
     ready = {name: median([life.ready for life in runs]) * 1000 for name, runs in lives.items()}
     stop = {name: median([life.stop for life in runs]) * 1000 for name, runs in lives.items()}
-    success = {
-        name: median([life.success or 0.0 for life in lives[name]]) * 1000
-        for name in ("sync", "async")
-    }
-    figures = [
-        Figure(
-            "B2",
-            "start to ready, sync",
-            "app-sync",
-            "prometheus floor",
-            "ms",
-            ready["sync"],
-            ready["floor"],
-            budget=1.25,
-            details={"startup_success_ms": success["sync"]},
-        ),
-        Figure(
-            "B2",
-            "start to ready, async",
-            "app-async",
-            "prometheus floor + import asyncio",
-            "ms",
-            ready["async"],
-            ready["floor+asyncio"],
-            budget=1.25,
-            details={"startup_success_ms": success["async"], "floor_ms": ready["floor"]},
-        ),
-        _stop_figure("sync", "idle", stop["sync"], stop["floor"]),
-        _stop_figure("async", "idle", stop["async"], stop["asyncio floor"]),
+    figures = [_start_figure(model, lives[model], ready) for model in MODELS]
+    figures += [
+        _stop_figure(model, "idle", stop[model], stop[STOP_FLOOR[model]]) for model in MODELS
     ]
     for model, (subject, floor) in busy.items():
         latencies = [run.stop * 1000 for run in subject if run.stop is not None and run.clean]
@@ -101,6 +81,24 @@ def measure(plan: Plan) -> list[Figure]:
     return figures
 
 
+def _start_figure(model: str, lives: list[Life], ready: dict[str, float]) -> Figure:
+    floor = START_FLOOR[model]
+    details = {"startup_success_ms": median([life.success or 0.0 for life in lives]) * 1000}
+    if floor != "floor":  # the plain prometheus floor too, to show what the extra costs
+        details["floor_ms"] = ready["floor"]
+    return Figure(
+        "B2",
+        f"start to ready, {model}",
+        f"app-{model}",
+        FLOOR_NAMES[floor],
+        "ms",
+        ready[model],
+        ready[floor],
+        budget=1.25,
+        details=details,
+    )
+
+
 def _stop_figure(model: str, state: str, subject_ms: float, floor_ms: float) -> Figure:
     sync = model == "sync"
     idle = state == "idle"
@@ -120,14 +118,26 @@ def _stop_figure(model: str, state: str, subject_ms: float, floor_ms: float) -> 
 def _idle_lives(tmp: Path, plan: Plan) -> dict[str, list[Life]]:
     env = service_env(tmp / "heartbeat.json", IDLE_SLEEP_SECONDS)
     sleep = str(IDLE_SLEEP_SECONDS)
-    runners: dict[str, Callable[[], Life]] = {
-        "floor": lambda: _floor_life([PYTHON, PROM_FLOOR, sleep], env, tmp),
-        "sync": lambda: _service_life([str(BIN / "app-sync")], env, tmp),
-        "floor+asyncio": lambda: _floor_life([PYTHON, PROM_FLOOR, sleep, "asyncio"], env, tmp),
-        "async": lambda: _service_life([str(BIN / "app-async")], env, tmp),
-        "asyncio floor": lambda: _floor_life([PYTHON, ASYNCIO_FLOOR, sleep], env, tmp),
+    floors = {
+        "floor": [PYTHON, PROM_FLOOR, sleep],
+        "floor+asyncio": [PYTHON, PROM_FLOOR, sleep, "asyncio"],
+        "asyncio floor": [PYTHON, str(LOOP_FLOOR["async"]), sleep],
     }
+    runners: dict[str, Callable[[], Life]] = {"floor": _floor_runner(floors["floor"], env, tmp)}
+    for model in MODELS:
+        runners[model] = _service_runner([COMMAND[model]], env, tmp)
+        for floor in (START_FLOOR[model], STOP_FLOOR[model]):
+            if floor not in runners:
+                runners[floor] = _floor_runner(floors[floor], env, tmp)
     return interleave(runners, plan.rounds, plan.warmup)
+
+
+def _service_runner(argv: list[str], env: dict[str, str], cwd: Path) -> Callable[[], Life]:
+    return lambda: _service_life(argv, env, cwd)
+
+
+def _floor_runner(argv: list[str], env: dict[str, str], cwd: Path) -> Callable[[], Life]:
+    return lambda: _floor_life(argv, env, cwd)
 
 
 def _service_life(argv: list[str], env: dict[str, str], cwd: Path) -> Life:
@@ -160,7 +170,7 @@ def _busy_stops(tmp: Path, plan: Plan, model: str) -> tuple[list[BusyStop], list
     """SIGTERM at a random moment into a loop with no sleep: latency, and whether it was clean."""
     heartbeat = tmp / "busy-heartbeat.json"
     env = service_env(heartbeat, 0)
-    floor = [PYTHON, PROM_FLOOR, "0"] if model == "sync" else [PYTHON, ASYNCIO_FLOOR, "0"]
+    floor = [PYTHON, str(LOOP_FLOOR[model]), "0"]
     delays = random.Random(4)  # the same moments in every run of the benchmark
 
     def subject() -> BusyStop:

@@ -7,17 +7,23 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from benchmarks.core import Figure, Plan, median
-from benchmarks.procs import BASELINES, BIN, PYTHON, Running, rss_mib, service_env, workspace
+from benchmarks.procs import (
+    BASELINES,
+    COMMAND,
+    MODELS,
+    PYTHON,
+    Running,
+    rss_mib,
+    service_env,
+    workspace,
+)
 
 SETTLED_SECONDS = 3.0  # start-up garbage is gone, no traffic yet
 LOOP_SLEEP_SECONDS = 1.0  # a few iterations run: their bookkeeping is part of the footprint
 FLOOR = [PYTHON, str(BASELINES / "prom_floor.py"), str(LOOP_SLEEP_SECONDS)]
-COMMANDS = {
-    "sync": [str(BIN / "app-sync")],
-    "async": [str(BIN / "app-async")],
-    "floor": FLOOR,
-    "floor+asyncio": [*FLOOR, "asyncio"],
-}
+COMMANDS = {model: [COMMAND[model]] for model in MODELS} | {"floor": FLOOR}
+if "async" in MODELS:  # for an info row: the floor plus what `import asyncio` costs
+    COMMANDS["floor+asyncio"] = [*FLOOR, "asyncio"]
 
 
 def measure(plan: Plan) -> list[Figure]:
@@ -38,20 +44,22 @@ def measure(plan: Plan) -> list[Figure]:
             mib["floor"],
             budget=1.10,
         )
-        for model in ("sync", "async")
+        for model in MODELS
     ]
-    figures.append(
-        Figure(
-            "B4",
-            "idle RSS, async, against a floor that imports asyncio",
-            "app-async",
-            "prometheus floor + import asyncio",
-            "MiB",
-            mib["async"],
-            mib["floor+asyncio"],
-            note="what asyncio itself costs is in the floor here; the budget uses the row above",
+    if "async" in MODELS:
+        figures.append(
+            Figure(
+                "B4",
+                "idle RSS, async, against a floor that imports asyncio",
+                "app-async",
+                "prometheus floor + import asyncio",
+                "MiB",
+                mib["async"],
+                mib["floor+asyncio"],
+                note="what asyncio itself costs is in the floor here; "
+                "the budget uses the row above",
+            )
         )
-    )
     return figures
 
 

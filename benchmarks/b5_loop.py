@@ -8,7 +8,8 @@ from pathlib import Path
 
 from benchmarks.core import BenchError, Figure, Plan, interleave, median
 from benchmarks.procs import (
-    BASELINES,
+    LOOP_FLOOR,
+    MODELS,
     NOOP,
     PYTHON,
     base_env,
@@ -24,12 +25,10 @@ WARMUP_SECONDS = 0.3  # let the first heartbeat writes and lazy imports pass
 def measure(plan: Plan) -> list[Figure]:
     with workspace() as tmp:
         window = plan.loop_window_seconds
-        runners: dict[str, Callable[[], float]] = {
-            "sync floor": lambda: _floor_rate("prom_floor.py", tmp, window),
-            "sync": lambda: _service_rate("sync", tmp, window),
-            "async floor": lambda: _floor_rate("asyncio_floor.py", tmp, window),
-            "async": lambda: _service_rate("async", tmp, window),
-        }
+        runners: dict[str, Callable[[], float]] = {}
+        for model in MODELS:
+            runners[f"{model} floor"] = _runner(_floor_rate, model, tmp, window)
+            runners[model] = _runner(_service_rate, model, tmp, window)
         samples = interleave(runners, plan.loop_rounds, 0)
     rate = {name: median(values) for name, values in samples.items()}
     return [
@@ -48,8 +47,14 @@ def measure(plan: Plan) -> list[Figure]:
                 "baseline_us_per_iteration": 1e6 / rate[f"{model} floor"],
             },
         )
-        for model in ("sync", "async")
+        for model in MODELS
     ]
+
+
+def _runner(
+    rate: Callable[[str, Path, float], float], model: str, tmp: Path, window: float
+) -> Callable[[], float]:
+    return lambda: rate(model, tmp, window)
 
 
 def _service_rate(model: str, tmp: Path, window: float) -> float:
@@ -72,9 +77,9 @@ def _service_rate(model: str, tmp: Path, window: float) -> float:
     return float(last["iterations"] - first["iterations"]) / float(seconds)
 
 
-def _floor_rate(script: str, tmp: Path, window: float) -> float:
+def _floor_rate(model: str, tmp: Path, window: float) -> float:
     """The floor counts its own iterations and prints them, with the loop's time, on SIGTERM."""
-    with running([PYTHON, str(BASELINES / script), "0", "count"], base_env(), tmp) as proc:
+    with running([PYTHON, str(LOOP_FLOOR[model]), "0", "count"], base_env(), tmp) as proc:
         proc.wait_ready_line()
         time.sleep(WARMUP_SECONDS + window)
         proc.stop()

@@ -6,10 +6,21 @@ import threading
 import time
 
 from benchmarks.core import BenchError, Figure, Plan, interleave, median, percentile
-from benchmarks.procs import BASELINES, BIN, PYTHON, http_get, running, service_env, workspace
+from benchmarks.procs import (
+    BASELINES,
+    COMMAND,
+    PYTHON,
+    http_get,
+    prefer,
+    running,
+    service_env,
+    workspace,
+)
 
 CLIENTS = 4
 LOOP_SLEEP_SECONDS = 0.1  # the example service logs and records 10 iterations a second
+MODEL = prefer("sync")  # both models serve /metrics with the same server
+SUBJECT = f"app-{MODEL} /metrics"
 
 
 def measure(plan: Plan) -> list[Figure]:
@@ -17,7 +28,7 @@ def measure(plan: Plan) -> list[Figure]:
         env = service_env(tmp / "heartbeat.json", LOOP_SLEEP_SECONDS)
         floor_argv = [PYTHON, str(BASELINES / "prom_floor.py"), str(LOOP_SLEEP_SECONDS), "similar"]
         with (
-            running([str(BIN / "app-sync")], env, tmp) as service,
+            running([COMMAND[MODEL]], env, tmp) as service,
             running(floor_argv, env, tmp) as floor,
         ):
             port = int(service.wait_event("metrics_listening")[1]["port"])
@@ -48,7 +59,7 @@ def measure(plan: Plan) -> list[Figure]:
         Figure(
             "B7",
             "scrape latency, median",
-            "app-sync /metrics",
+            SUBJECT,
             floor_name,
             "ms",
             sub["median"],
@@ -59,7 +70,7 @@ def measure(plan: Plan) -> list[Figure]:
         Figure(
             "B7",
             "scrape latency, p99",
-            "app-sync /metrics",
+            SUBJECT,
             floor_name,
             "ms",
             sub["p99"],
@@ -69,7 +80,7 @@ def measure(plan: Plan) -> list[Figure]:
         Figure(
             "B7",
             f"scrape throughput, {CLIENTS} clients",
-            "app-sync /metrics",
+            SUBJECT,
             floor_name,
             "req/s",
             sub["rate"],

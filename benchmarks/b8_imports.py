@@ -1,4 +1,5 @@
-"""B8: what importing `app.health` and `app.main_sync` costs, from `python -X importtime`."""
+"""B8: what importing `app.health` and each model's entry point (`app.main_sync`,
+`app.main_async`) costs, from `python -X importtime`."""
 
 from __future__ import annotations
 
@@ -9,17 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.core import BenchError, Figure, Plan, interleave, median
-from benchmarks.procs import PYTHON, base_env, run_timed, workspace
+from benchmarks.procs import MODELS, PYTHON, base_env, run_timed, workspace
 
 HEALTH_BUDGET_MS = 10.0  # the budget: app.health adds < 10 ms of imports beyond json
 # What each module must not import, because its normal path does not use it. The normal path
 # is a deployed service: no YAML file, APP_VERSION and APP_HEARTBEAT_FILE set by the image,
 # no typo in a setting. (The floor's prometheus_client already brings tempfile and email.)
 OFF_PATH = frozenset({"yaml", "importlib.metadata", "difflib"})
+OFF_MODEL_PATH = {"sync": OFF_PATH | {"asyncio"}, "async": OFF_PATH}  # sync needs no asyncio
 MODULES = {
     "app.health": frozenset({"typing"}),  # annotations only: never evaluated at run time
-    "app.main_sync": OFF_PATH | {"asyncio"},
-    "app.main_async": OFF_PATH,
+    **{f"app.main_{model}": OFF_MODEL_PATH[model] for model in MODELS},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import select
@@ -23,11 +24,27 @@ PYTHON = sys.executable
 BIN = Path(sys.executable).parent  # the venv's console scripts: the installed subjects
 HERE = Path(__file__).resolve().parent
 BASELINES = HERE / "baselines"
-NOOP = {"sync": HERE / "noop_sync.py", "async": HERE / "noop_async.py"}
+# The models this copy has. Files of one model carry its name (noop_async.py,
+# baselines/floor_async.py), so deleting a model deletes them; its figures are then left out.
+MODELS = [
+    model
+    for model, module in (("sync", "app.main_sync"), ("async", "app.main_async"))
+    if importlib.util.find_spec(module)
+]
+COMMAND = {model: str(BIN / f"app-{model}") for model in MODELS}  # app-sync, app-async
+NOOP = {model: HERE / f"noop_{model}.py" for model in MODELS}
+# The floor loop of each model: B3 stops it in a busy loop, B5 counts its iterations.
+LOOP_FLOOR = {"sync": BASELINES / "prom_floor.py", "async": BASELINES / "floor_async.py"}
 START_TIMEOUT_SECONDS = 20.0  # generous: the machine may be busy with other test suites
 EXIT_TIMEOUT_SECONDS = 10.0  # a stop that takes longer is counted as a hang
 
 _live: set[subprocess.Popen[bytes]] = set()
+
+
+def prefer(model: str) -> str:
+    """`model` if this copy has it, else the model it kept: for a figure that needs one
+    running service of either model (B1, B7)."""
+    return model if model in MODELS else MODELS[0]
 
 
 def base_env(**extra: str) -> dict[str, str]:

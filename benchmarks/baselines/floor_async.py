@@ -1,6 +1,6 @@
 """Floor of an async service: a bare asyncio loop that stops on SIGTERM/SIGINT.
 
-Usage: asyncio_floor.py SLEEP_SECONDS [count]
+Usage: floor_async.py SLEEP_SECONDS [count]
 
 Prints `ready` once the loop runs, then loops: one step, then a wait of SLEEP_SECONDS that a
 signal ends at once (0: just yield to the loop). `count`: prints `count ITERATIONS SECONDS`
