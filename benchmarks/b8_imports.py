@@ -1,5 +1,5 @@
-"""B8: what importing `app.health` and each model's entry point (`app.main_sync`,
-`app.main_async`) costs, from `python -X importtime`."""
+"""B8: what importing `app.health` and each model's entry point
+(`app.main_sync`, `app.main_async`) costs, from `python -X importtime`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A sync service whose iteration does nothing, run through the template's `app.main_sync.run`.
+"""A sync service whose iteration does nothing, run through `app.main_sync.run`.
 
 With `loop_sleep_seconds: 0` it shows what the loop itself costs per iteration (B5) and
 gives signals a busy loop to land in (B3). Run by path: `python noop_sync.py [options]`.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import signal
@@ -16,7 +15,7 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
-from conftest import BIN, Running, wait_until
+from conftest import BIN, MODELS, Running, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Config
@@ -26,8 +25,6 @@ from app.metrics import Metrics
 from app.readiness import CheckThreads, ReadinessChecks
 
 HERE = Path(__file__).parent
-# The models this checkout still has: deleting one model's files leaves the other's tests.
-MODELS = [m for m in ("sync", "async") if importlib.util.find_spec(f"app.main_{m}")]
 CHECK_ENV = {
     "APP_READINESS_CHECK_INTERVAL_SECONDS": "0.05",
     "APP_READINESS_CHECK_TIMEOUT_SECONDS": "0.5",
