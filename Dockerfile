@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for both models: `app-sync` by default, `docker run IMAGE app-async` for asyncio.
-#   docker build --build-arg VERSION=1.2.3 --build-arg COMMIT="$(git rev-parse HEAD)" -t app .
+#   docker build --build-arg VERSION=1.2.3 --build-arg COMMIT="$(git rev-parse HEAD)" -t python-service .
 # Both stages must use the same base (the venv links to its Python). The tag is written out,
 # not an ARG, so that Dependabot can bump both FROM lines together.
 

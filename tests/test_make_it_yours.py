@@ -1,0 +1,126 @@
+"""The README's "Make it yours" commands, run on a copy of this checkout: what is left passes.
+
+Each slow case copies the checkout, runs one step's commands exactly as the README shows
+them, then sets the copy up from scratch the quick-start way (`python3 dev.py ...`) and runs
+ruff, mypy, the test suite and the delivery and ops checks there (their tools must be
+installed: .ci/run does that first). Delete this file with scripts/make_it_yours.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# A step in README.md: an HTML comment naming it, then a ```sh block with its commands.
+STEP = re.compile(
+    r"<!-- make-it-yours: (?P<name>[\w-]+) -->\n *```sh\n(?P<commands>.*?)\n *```", re.S
+)
+STEPS = (
+    "rename",
+    "keep-sync",
+    "keep-async",
+    "delete-monitoring",
+    "delete-deploy",
+    "delete-docker",
+    "delete-examples",
+)
+CHECKS = (
+    ["ruff", "format", "--check", "."],
+    ["ruff", "check", "."],
+    ["mypy"],
+    ["pytest", "-p", "no:cacheprovider"],
+)
+
+
+def readme_steps() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return {match["name"]: match["commands"] for match in STEP.finditer(text)}
+
+
+def test_readme_shows_each_step_once_in_a_marked_block() -> None:
+    names = [match["name"] for match in STEP.finditer((ROOT / "README.md").read_text())]
+    assert sorted(names) == sorted(STEPS)
+    assert all(commands.strip() for commands in readme_steps().values())
+
+
+def copy_checkout(dest: Path) -> None:
+    """The files git would see: tracked or not ignored, so no virtualenv or cache."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # not deleted in the working tree
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without what would tie the copy to this checkout."""
+    dropped = ("APP_", "VIRTUAL_ENV", "PYTEST_", "COV_CORE_", "COVERAGE_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    tools = ROOT / ".tools" / "poetry" / "bin"  # where dev.py put Poetry, if it had to
+    if tools.is_dir():
+        env["PATH"] = f"{tools}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n" + (
+        done.stdout[-6000:] + done.stderr[-4000:]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", STEPS)
+def test_step_leaves_a_project_that_lints_types_and_passes_its_tests(
+    step: str, tmp_path: Path
+) -> None:
+    copy, env = tmp_path / "copy", clean_env()
+    copy_checkout(copy)
+    run(["git", "init", "--quiet"], copy, env)  # a clone is a repository: pre-commit needs one
+    run(["bash", "-euo", "pipefail", "-c", readme_steps()[step]], copy, env)
+    run(["git", "add", "--all"], copy, env)
+    for check in CHECKS:
+        run(["python3", "dev.py", *check], copy, env)
+    for script in (".ci/delivery-checks", ".ci/ops-checks"):  # the CI checks of what is left
+        if (copy / script).exists():
+            run(["bash", script], copy, env)
+    if step == "rename":
+        assert not (copy / "src" / "app").exists()
+        for command in ("app-sync", "app-async"):
+            assert_starts_as(copy / ".venv" / "bin" / command, "billing-worker", copy, env)
+
+
+def assert_starts_as(command: Path, service: str, cwd: Path, env: dict[str, str]) -> None:
+    """The renamed command starts on its defaults, logs as `service`, and stops cleanly."""
+    env = {**env, "APP_METRICS_PORT": "0", "APP_HEARTBEAT_FILE": str(cwd / "heartbeat.json")}
+    proc = subprocess.Popen([command], cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            record = json.loads(line)
+            if record.get("event") == "startup_success":
+                assert record["service"] == service
+                assert record["logger"].startswith("billing_worker.")
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
