@@ -67,12 +67,15 @@ class Plan:
         self.texts[self.root / rel] = text
 
     def drop_block(self, rel: str | Path, header: str) -> None:
-        """Remove the YAML block that starts with the line `header` (and its comment above)."""
+        """Remove each YAML block that starts with the line `header` (and its comment above)."""
+        if header not in self.text(rel).splitlines():
+            raise Stop(f"{rel}: no line {header!r}; make this change by hand")
+        while header in self.text(rel).splitlines():
+            self._drop_first_block(rel, header)
+
+    def _drop_first_block(self, rel: str | Path, header: str) -> None:
         lines = self.text(rel).splitlines(keepends=True)
-        try:
-            start = [line.rstrip("\n") for line in lines].index(header)
-        except ValueError:
-            raise Stop(f"{rel}: no line {header!r}; make this change by hand") from None
+        start = [line.rstrip("\n") for line in lines].index(header)
         indent = len(header) - len(header.lstrip())
         end = start + 1
         while end < len(lines) and (
@@ -83,6 +86,8 @@ class Plan:
             if len(lines[start - 1]) - len(lines[start - 1].lstrip()) != indent:
                 break
             start -= 1
+        if start and lines[start - 1].strip() and not lines[end - 1].strip():
+            end -= 1  # keep one blank line between what came before and after
         kept = lines[:start] + lines[end:]
         while kept and not kept[-1].strip():  # the block was the last: no blank lines at the end
             kept.pop()
@@ -201,8 +206,9 @@ def rename(plan: Plan, new_package: str, new_service: str) -> None:
 def keep(plan: Plan, model: str) -> None:
     """Delete the other model: its files (`*_sync*` / `*_async*`), script, Compose and k8s parts."""
     other = "async" if model == "sync" else "sync"
-    if not (plan.root / "src" / package(plan) / f"main_{other}.py").exists():
-        raise Stop(f"the {other} model is already gone")
+    for name, gone in ((model, "nothing to keep"), (other, "nothing to delete")):
+        if not (plan.root / "src" / package(plan) / f"main_{name}.py").exists():
+            raise Stop(f"{gone}: the {name} model is already gone")
     for rel in plan.files():
         if rel.parts[0] in CODE_DIRS and f"_{other}" in rel.name:
             plan.remove(rel)
@@ -247,10 +253,11 @@ def delete(plan: Plan, part: str) -> None:
         for rel in ("tests/test_deploy.py", "tests/test_monitoring.py", "tests/promql.py"):
             plan.remove(rel)
         plan.remove(".ci/ops-checks")
+        workflow = ".github/workflows/ci.yml"
         plan.drop_block(
-            ".github/workflows/ci.yml",
-            "      - name: Ops checks (alert rules and their tests, Kubernetes manifests)",
+            workflow, "      - name: Ops checks (alert rules and their tests, Kubernetes manifests)"
         )
+        plan.drop_block(workflow, "      - if: hashFiles('.ci/ops-checks') != ''")  # its installs
     if part == "docker":
         if plan.exists("deploy/k8s"):
             raise Stop("deploy/k8s runs the image the Dockerfile builds: delete deploy first")

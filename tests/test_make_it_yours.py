@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,84 @@ def test_readme_shows_each_step_once_in_a_marked_block() -> None:
     names = [match["name"] for match in STEP.finditer((ROOT / "README.md").read_text())]
     assert sorted(names) == sorted(STEPS)
     assert all(commands.strip() for commands in readme_steps().values())
+
+
+def make_it_yours(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = copy / "scripts" / "make_it_yours.py"
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, check=False
+    )
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["rename", "Billing", "billing"], "package 'Billing': expected a lower-case Python name"),
+        (["rename", "billing-worker", "billing"], "expected a lower-case Python name"),
+        (["rename", "class", "billing"], "expected a lower-case Python name"),
+        (["rename", "json", "billing"], "the standard library has a module of that name"),
+        (["rename", "billing", "Billing"], "service 'Billing': expected lower-case"),
+        (["rename", "billing", "billing-"], "service 'billing-': expected lower-case"),
+        (["rename", "billing", "b" * 41], "expected lower-case"),
+        (["rename", "app", "python-service"], "nothing to rename"),
+    ],
+)
+def test_bad_names_are_refused_with_a_message_and_nothing_changes(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    copy_checkout(tmp_path)
+    before = snapshot(tmp_path)
+
+    done = make_it_yours(tmp_path, *args)
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("make_it_yours: ")
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_a_hand_edited_file_stops_the_step_before_anything_changes(tmp_path: Path) -> None:
+    copy_checkout(tmp_path)
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("  app-async:", "  worker-async:"))
+    before = snapshot(tmp_path)
+
+    done = make_it_yours(tmp_path, "keep", "sync")
+
+    assert done.returncode == 1
+    assert "docker-compose.yml: no line '  app-async:'; make this change by hand" in done.stderr
+    assert snapshot(tmp_path) == before  # not even the files it had planned to delete
+
+
+def test_a_model_can_be_kept_once(tmp_path: Path) -> None:
+    copy_checkout(tmp_path)
+    assert make_it_yours(tmp_path, "keep", "sync").returncode == 0
+    assert not (tmp_path / "src" / "app" / "main_async.py").exists()
+
+    for model, gone in (("sync", "nothing to delete"), ("async", "nothing to keep")):
+        done = make_it_yours(tmp_path, "keep", model)
+        assert (done.returncode, done.stderr.strip()) == (
+            1,
+            f"make_it_yours: {gone}: the async model is already gone",
+        )
+
+
+def test_dry_run_lists_the_changes_and_makes_none(tmp_path: Path) -> None:
+    copy_checkout(tmp_path)
+    before = snapshot(tmp_path)
+
+    done = make_it_yours(tmp_path, "--dry-run", "keep", "async")
+
+    assert done.returncode == 0
+    assert "delete src/app/main_sync.py" in done.stdout
+    assert "edit   Dockerfile" in done.stdout
+    assert done.stdout.rstrip().endswith("(dry run: nothing changed)")
+    assert snapshot(tmp_path) == before
 
 
 def copy_checkout(dest: Path) -> None:
