@@ -199,7 +199,8 @@ def rename(plan: Plan, new_package: str, new_service: str) -> None:
         plan.moves.append((plan.root / "src" / old_package, plan.root / "src" / new_package))
     plan.notes.append(
         f"Renamed {old_package} -> {new_package} and {old_service} -> {new_service}. The APP_ "
-        "variables, app_ metrics and app-* commands keep their names. Next: python3 dev.py pytest"
+        "variables, app_ metrics and app-* commands keep their names. Next, as the README "
+        "says: python3 dev.py ruff check --fix --select I . && python3 dev.py ruff format ."
     )
 
 

@@ -52,8 +52,50 @@ def test_readme_shows_each_step_once_in_a_marked_block() -> None:
     assert all(commands.strip() for commands in readme_steps().values())
 
 
-def make_it_yours(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    script = copy / "scripts" / "make_it_yours.py"
+# The script's own behaviour is tested on a small project of the template's shape (package
+# `mini`), so these tests hold in a checkout that has already taken some of the steps.
+MINI = {
+    "pyproject.toml": """[project]
+name = "python-service"
+
+[project.scripts]
+app-sync = "mini.main_sync:main"
+app-async = "mini.main_async:main"
+""",
+    "docker-compose.yml": """# docker compose --profile async up   plus the asyncio service
+services:
+  app-sync:
+    image: python-service
+
+  app-async:
+    image: python-service
+    command: ["app-async"]
+""",
+    "src/mini/__init__.py": "",
+    "src/mini/config.py": "",
+    **{
+        f"src/mini/{kind}_{model}.py": ""
+        for kind in ("main", "service")
+        for model in ("sync", "async")
+    },
+    "tests/test_service_sync.py": "",
+    "tests/test_service_async.py": "",
+}
+
+
+@pytest.fixture
+def mini(tmp_path: Path) -> Path:
+    """A tiny project of the template's shape, with this checkout's script in it."""
+    for name, text in MINI.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "make_it_yours.py", tmp_path / "scripts")
+    return tmp_path
+
+
+def make_it_yours(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = project / "scripts" / "make_it_yours.py"
     return subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, check=False
     )
@@ -61,6 +103,26 @@ def make_it_yours(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_keep_sync_deletes_the_async_files_script_and_service(mini: Path) -> None:
+    done = make_it_yours(mini, "keep", "sync")
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert sorted(snapshot(mini)) == [
+        "docker-compose.yml",
+        "pyproject.toml",
+        "scripts/make_it_yours.py",
+        "src/mini/__init__.py",
+        "src/mini/config.py",
+        "src/mini/main_sync.py",
+        "src/mini/service_sync.py",
+        "tests/test_service_sync.py",
+    ]
+    assert "app-async" not in (mini / "pyproject.toml").read_text()
+    assert (
+        mini / "docker-compose.yml"
+    ).read_text() == "services:\n  app-sync:\n    image: python-service\n"
 
 
 @pytest.mark.parametrize(
@@ -73,61 +135,56 @@ def snapshot(root: Path) -> dict[str, bytes]:
         (["rename", "billing", "Billing"], "service 'Billing': expected lower-case"),
         (["rename", "billing", "billing-"], "service 'billing-': expected lower-case"),
         (["rename", "billing", "b" * 41], "expected lower-case"),
-        (["rename", "app", "python-service"], "nothing to rename"),
+        (["rename", "mini", "python-service"], "nothing to rename"),
     ],
 )
 def test_bad_names_are_refused_with_a_message_and_nothing_changes(
-    tmp_path: Path, args: list[str], message: str
+    mini: Path, args: list[str], message: str
 ) -> None:
-    copy_checkout(tmp_path)
-    before = snapshot(tmp_path)
+    before = snapshot(mini)
 
-    done = make_it_yours(tmp_path, *args)
+    done = make_it_yours(mini, *args)
 
     assert done.returncode == 1
     assert done.stderr.startswith("make_it_yours: ")
     assert message in done.stderr
     assert "Traceback" not in done.stderr
-    assert snapshot(tmp_path) == before
+    assert snapshot(mini) == before
 
 
-def test_a_hand_edited_file_stops_the_step_before_anything_changes(tmp_path: Path) -> None:
-    copy_checkout(tmp_path)
-    compose = tmp_path / "docker-compose.yml"
+def test_a_hand_edited_file_stops_the_step_before_anything_changes(mini: Path) -> None:
+    compose = mini / "docker-compose.yml"
     compose.write_text(compose.read_text().replace("  app-async:", "  worker-async:"))
-    before = snapshot(tmp_path)
+    before = snapshot(mini)
 
-    done = make_it_yours(tmp_path, "keep", "sync")
+    done = make_it_yours(mini, "keep", "sync")
 
     assert done.returncode == 1
     assert "docker-compose.yml: no line '  app-async:'; make this change by hand" in done.stderr
-    assert snapshot(tmp_path) == before  # not even the files it had planned to delete
+    assert snapshot(mini) == before  # not even the files it had planned to delete
 
 
-def test_a_model_can_be_kept_once(tmp_path: Path) -> None:
-    copy_checkout(tmp_path)
-    assert make_it_yours(tmp_path, "keep", "sync").returncode == 0
-    assert not (tmp_path / "src" / "app" / "main_async.py").exists()
+def test_a_model_can_be_kept_once(mini: Path) -> None:
+    assert make_it_yours(mini, "keep", "sync").returncode == 0
 
     for model, gone in (("sync", "nothing to delete"), ("async", "nothing to keep")):
-        done = make_it_yours(tmp_path, "keep", model)
+        done = make_it_yours(mini, "keep", model)
         assert (done.returncode, done.stderr.strip()) == (
             1,
             f"make_it_yours: {gone}: the async model is already gone",
         )
 
 
-def test_dry_run_lists_the_changes_and_makes_none(tmp_path: Path) -> None:
-    copy_checkout(tmp_path)
-    before = snapshot(tmp_path)
+def test_dry_run_lists_the_changes_and_makes_none(mini: Path) -> None:
+    before = snapshot(mini)
 
-    done = make_it_yours(tmp_path, "--dry-run", "keep", "async")
+    done = make_it_yours(mini, "--dry-run", "keep", "async")
 
     assert done.returncode == 0
-    assert "delete src/app/main_sync.py" in done.stdout
-    assert "edit   Dockerfile" in done.stdout
+    assert "delete src/mini/main_sync.py" in done.stdout
+    assert "edit   docker-compose.yml" in done.stdout
     assert done.stdout.rstrip().endswith("(dry run: nothing changed)")
-    assert snapshot(tmp_path) == before
+    assert snapshot(mini) == before
 
 
 def copy_checkout(dest: Path) -> None:
