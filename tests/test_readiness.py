@@ -114,6 +114,23 @@ def test_failing_and_recovering_are_logged_once_each(caplog: pytest.LogCaptureFi
     ]
 
 
+def test_an_async_check_on_a_blocking_service_fails_and_says_why() -> None:
+    async def ping() -> None:
+        """Never awaited: the thread calls it like a plain function."""
+
+    config = Config(readiness_check_interval_seconds=10)
+    checks = ReadinessChecks(config.readiness_check_timeout_seconds)
+    threads = CheckThreads(checks, {"db": ping}, config)
+    threads.start()
+    try:
+        wait_until(lambda: checks.report()[0].get("reason") != "not checked yet")
+    finally:
+        threads.stop()
+    assert checks.report()[0]["reason"] == (
+        "the check returned an awaitable: a Service's checks are plain functions"
+    )
+
+
 def test_check_threads_run_each_check_repeatedly_until_stopped() -> None:
     calls = {"fast": 0, "hung": 0}
     release = threading.Event()

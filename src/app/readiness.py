@@ -64,6 +64,8 @@ class ReadinessChecks:
             reason = f"{type(error).__name__}: {error}".rstrip(": ")
         elif result is False:
             reason = "the check returned False"
+        elif hasattr(result, "__await__"):  # an `async def` check on a blocking Service
+            reason = "the check returned an awaitable: a Service's checks are plain functions"
         elif latency > self.timeout_seconds:
             reason = f"took {latency:.1f}s, limit {self.timeout_seconds:g}s"
         previous = self._results[name]
@@ -138,4 +140,7 @@ class CheckThreads:
                 self.results.finish(name, started, None, exc)
             else:
                 self.results.finish(name, started, result, None)
+                close = getattr(result, "close", None)
+                if hasattr(result, "__await__") and callable(close):
+                    close()  # a coroutine never awaited: no RuntimeWarning per run
             self._stop.wait(self.interval)
