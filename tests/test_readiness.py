@@ -131,6 +131,29 @@ def test_an_async_check_on_a_blocking_service_fails_and_says_why() -> None:
     )
 
 
+def test_a_result_that_arrives_after_stop_is_neither_recorded_nor_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A check still running at shutdown must not log after `shutdown_complete`."""
+    entered, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        entered.set()
+        release.wait(10)
+        raise OSError("down")
+
+    caplog.set_level(logging.INFO, logger="app.readiness")
+    checks = ReadinessChecks(timeout_seconds=5)
+    threads = CheckThreads(checks, {"slow": slow}, Config(readiness_check_interval_seconds=0.01))
+    threads.start()
+    assert entered.wait(5)
+    threads.stop()
+    release.set()
+    wait_until(lambda: not [t for t in threading.enumerate() if t.name == "check-slow"])
+    assert checks.report()[0]["reason"] == "not checked yet"
+    assert caplog.records == []
+
+
 def test_check_threads_run_each_check_repeatedly_until_stopped() -> None:
     calls = {"fast": 0, "hung": 0}
     release = threading.Event()

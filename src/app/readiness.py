@@ -118,6 +118,7 @@ class CheckThreads:
         self.results, self.checks = results, dict(checks)
         self.interval = config.readiness_check_interval_seconds
         self._stop = threading.Event()  # set by stop() from the main thread, never a handler
+        self._recording = threading.Lock()  # held while a result is recorded (and logged)
         for name in self.checks:
             results.add(name)
 
@@ -129,18 +130,24 @@ class CheckThreads:
             thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        """Once this returns no result is recorded or logged: `shutdown_complete` stays last."""
+        with self._recording:
+            self._stop.set()
 
     def _run(self, name: str, check: Callable[[], object]) -> None:
         while not self._stop.is_set():
             started = self.results.begin(name)
+            result: object = None
+            error: Exception | None = None
             try:
                 result = check()
             except Exception as exc:  # noqa: BLE001 - a failed check means "not ready"
-                self.results.finish(name, started, None, exc)
-            else:
-                self.results.finish(name, started, result, None)
-                close = getattr(result, "close", None)
-                if hasattr(result, "__await__") and callable(close):
-                    close()  # a coroutine never awaited: no RuntimeWarning per run
+                error = exc
+            close = getattr(result, "close", None)
+            if hasattr(result, "__await__") and callable(close):
+                close()  # a coroutine never awaited: no RuntimeWarning per run
+            with self._recording:
+                if self._stop.is_set():
+                    return
+                self.results.finish(name, started, result, error)
             self._stop.wait(self.interval)
