@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -15,8 +14,9 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
-from conftest import BIN, MODELS, Running, wait_until
+from conftest import MODELS, Running, wait_until
 from prometheus_client.parser import text_string_to_metric_families
+from test_health import run_script
 
 from app.config import Config
 from app.heartbeat import HeartbeatFile
@@ -240,15 +240,10 @@ def ready(proc: Running) -> tuple[int, dict[str, Any]]:
 
 
 def health(heartbeat: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    done = subprocess.run(
-        [str(BIN / "app-health"), "--file", str(heartbeat), *args],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    assert done.stderr == ""
-    return done.returncode, json.loads(done.stdout)
+    """`app-health --file heartbeat ARGS`, its report checked as in test_health.py."""
+    code, report, stderr = run_script("--file", heartbeat, *args)
+    assert stderr == ""
+    return code, report
 
 
 def dependency(report: dict[str, Any]) -> dict[str, Any]:
