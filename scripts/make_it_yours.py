@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import keyword
+import os
 import re
 import shutil
 import sys
@@ -106,13 +107,12 @@ class Plan:
             raise Stop(f"{rel}: not found")
 
     def files(self) -> list[Path]:
-        """Every file of the checkout, relative, skipping virtualenvs, caches and .git."""
+        """Every file of the checkout, relative, never entering virtualenvs, caches or .git."""
         found = []
-        for path in sorted(self.root.rglob("*")):
-            rel = path.relative_to(self.root)
-            if path.is_file() and not SKIP_DIRS & set(rel.parts):
-                found.append(rel)
-        return found
+        for top, dirs, names in os.walk(self.root):
+            dirs[:] = [name for name in dirs if name not in SKIP_DIRS]  # prune: not walked
+            found += [Path(top, name).relative_to(self.root) for name in names]
+        return sorted(found)
 
     def apply(self, dry_run: bool) -> None:
         for path in self.removals:
